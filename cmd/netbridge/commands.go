@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/netbridge/netbridge/hypervisor/guest"
+	"github.com/netbridge/netbridge/hypervisor/qemu"
+	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/probe"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// common flags
+type stateFlags struct {
+	stateDir string
+	timeout  time.Duration
+}
+
+func (s *stateFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}) {
+	fs.StringVar(&s.stateDir, "state-dir", "", "state directory (default $NETBRIDGE_STATE_DIR, else /run/netbridge)")
+	fs.DurationVar(&s.timeout, "timeout", time.Minute, "give up after this long, including the wait for another netbridge working on the same id")
+}
+
+func (s *stateFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// listFlag is a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+// idFlag is an optional uint32 (a uid or gid).
+type idFlag struct{ v *uint32 }
+
+func (f *idFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*f.v), 10)
+}
+func (f *idFlag) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a numeric id: %w", err)
+	}
+	v := uint32(n)
+	f.v = &v
+	return nil
+}
+
+// setupOutput is what setup --output json prints.
+type setupOutput struct {
+	netbridge.Sandbox
+	QEMU          []string `json:"qemu"`
+	KernelCmdline string   `json:"kernel_cmdline"`
+}
+
+func runSetup(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "setup")
+	var (
+		cfg          netbridge.Config
+		sf           stateFlags
+		ifaces       listFlag
+		owner, group idFlag
+		output       string
+	)
+	fs.StringVar(&cfg.Netns, "netns", "", "path of the sandbox network namespace (required), e.g. /run/netns/NAME or /proc/PID/ns/net")
+	fs.StringVar(&cfg.ID, "id", "", "sandbox id (required): letters, digits, '_', '.', '-', at most 128 bytes")
+	fs.StringVar(&cfg.Model, "model", netbridge.ModelTCFilter, "how each interface is connected to its tap: "+strings.Join(netbridge.Models, ", "))
+	fs.IntVar(&cfg.Queues, "queues", 1, "queues per tap (multi-queue virtio-net when > 1)")
+	fs.StringVar(&cfg.Vhost, "vhost", netbridge.VhostOff, "use vhost-net: on, off or auto")
+	fs.Var(&ifaces, "interfaces", "comma-separated interfaces to attach (default: every supported interface with an address)")
+	fs.Var(&owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
+	fs.Var(&group, "tap-group", "gid allowed to open the taps")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	sf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(need("netns", cfg.Netns), need("id", cfg.ID), checkOutput(output, "text", "json")); err != nil {
+		return err
+	}
+	cfg.Interfaces, cfg.TapOwner, cfg.TapGroup, cfg.StateDir = ifaces, owner.v, group.v, sf.stateDir
+	ctx, cancel := sf.context(ctx)
+	defer cancel()
+	sb, err := netbridge.Setup(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	args, err = qemu.ByName(sb.NICs, qemu.Options{})
+	if err != nil {
+		return err
+	}
+	kip, err := guest.KernelIP(sb.NICs)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, KernelCmdline: kip})
+	}
+	fmt.Fprintf(e.stdout, "sandbox %s wired in %s (model %s)\n\n", sb.ID, sb.Netns, sb.Model)
+	printNICs(e.stdout, sb.NICs)
+	fmt.Fprintf(e.stdout, "\nQEMU arguments (run QEMU inside the netns):\n  %s\n", qemu.Quote(args))
+	if kip != "" {
+		fmt.Fprintf(e.stdout, "Guest kernel command line:\n  %s\n", kip)
+	}
+	return nil
+}
+
+func printNICs(w io.Writer, nics []netbridge.NIC) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tKIND\tTAP\tGUEST MAC\tMTU\tQUEUES\tADDRESSES")
+	for _, n := range nics {
+		var addrs []string
+		for _, a := range n.Addresses {
+			addrs = append(addrs, a.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, n.Kind, n.Tap, n.GuestMAC, n.MTU, n.Queues, strings.Join(addrs, ","))
+	}
+	tw.Flush()
+}
+
+func runTeardown(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "teardown")
+	var (
+		id string
+		sf stateFlags
+	)
+	fs.StringVar(&id, "id", "", "sandbox id (required)")
+	sf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need("id", id); err != nil {
+		return err
+	}
+	ctx, cancel := sf.context(ctx)
+	defer cancel()
+	return netbridge.Teardown(ctx, sf.stateDir, id)
+}
+
+func runCheck(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "check")
+	var (
+		id string
+		sf stateFlags
+	)
+	fs.StringVar(&id, "id", "", "sandbox id (required)")
+	sf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need("id", id); err != nil {
+		return err
+	}
+	ctx, cancel := sf.context(ctx)
+	defer cancel()
+	err := netbridge.Check(ctx, sf.stateDir, id)
+	var ce *netbridge.CheckError
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Fprintf(e.stdout, "problem: %s\n", p)
+		}
+	} else if err == nil {
+		fmt.Fprintf(e.stdout, "sandbox %s: wiring intact\n", id)
+	}
+	return err
+}
+
+func runStatus(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "status")
+	var (
+		id, output string
+		sf         stateFlags
+	)
+	fs.StringVar(&id, "id", "", "show only this sandbox")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	sf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return err
+	}
+	all, err := netbridge.List(sf.stateDir)
+	if err != nil {
+		return err
+	}
+	if id != "" {
+		var one []netbridge.Status
+		for _, s := range all {
+			if s.ID == id {
+				one = append(one, s)
+			}
+		}
+		if len(one) == 0 {
+			return fmt.Errorf("sandbox %q: %w", id, netbridge.ErrNotFound)
+		}
+		all = one
+	}
+	if output == "json" {
+		if id != "" {
+			return writeJSON(e.stdout, all[0])
+		}
+		return writeJSON(e.stdout, all)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(e.stdout, "no sandboxes recorded")
+	}
+	for i, s := range all {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		fmt.Fprintf(e.stdout, "sandbox %s: %s, model %s, netns %s, since %s\n", s.ID, s.Phase, s.Model, s.Netns, s.Created.Format(time.RFC3339))
+		printNICs(e.stdout, s.NICs)
+	}
+	return nil
+}
+
+func runDiscover(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "discover")
+	var (
+		path, output string
+		ifaces       listFlag
+	)
+	fs.StringVar(&path, "netns", "", "path of the network namespace (required)")
+	fs.Var(&ifaces, "interfaces", "comma-separated interfaces setup would be told to attach")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(need("netns", path), checkOutput(output, "text", "json")); err != nil {
+		return err
+	}
+	ifs, err := netbridge.Discover(ctx, path, ifaces)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		return writeJSON(e.stdout, ifs)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tKIND\tMAC\tMTU\tSTATE\tADDRESSES\tROUTES\tATTACH")
+	for _, i := range ifs {
+		var addrs, routes []string
+		for _, a := range i.Addresses {
+			addrs = append(addrs, a.String())
+		}
+		for _, r := range i.Routes {
+			s := r.Dst.String()
+			if r.Gw.IsValid() {
+				s += " via " + r.Gw.String()
+			}
+			if r.MTU > 0 {
+				s += fmt.Sprintf(" mtu %d", r.MTU)
+			}
+			routes = append(routes, s)
+		}
+		state, attach := "down", "yes"
+		if i.Up {
+			state = "up"
+		}
+		if !i.Attach {
+			attach = "no: " + i.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", i.Name, i.Kind, i.MAC, i.MTU, state, dash(addrs), dash(routes), attach)
+	}
+	return tw.Flush()
+}
+
+func dash(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+// renderers maps render --for values to their output.
+var renderers = map[string]func(sb *netbridge.Sandbox) (string, error){
+	"qemu": func(sb *netbridge.Sandbox) (string, error) {
+		args, err := qemu.ByName(sb.NICs, qemu.Options{})
+		return qemu.Quote(args), err
+	},
+	"kernel-cmdline": func(sb *netbridge.Sandbox) (string, error) {
+		s, err := guest.KernelIP(sb.NICs)
+		if err == nil && s == "" {
+			err = fmt.Errorf("no NIC of sandbox %q has an IPv4 address; the kernel ip= parameter cannot express IPv6 (use --for guest-json)", sb.ID)
+		}
+		return s, err
+	},
+	"guest-json": func(sb *netbridge.Sandbox) (string, error) {
+		b, err := guest.JSON(*sb)
+		return strings.TrimSuffix(string(b), "\n"), err
+	},
+}
+
+func runRender(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "render")
+	var (
+		id, target string
+		sf         stateFlags
+	)
+	fs.StringVar(&id, "id", "", "sandbox id (required)")
+	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline or guest-json")
+	sf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(need("id", id), need("for", target)); err != nil {
+		return err
+	}
+	r, ok := renderers[target]
+	if !ok {
+		return usagef("--for %q: use qemu, kernel-cmdline or guest-json", target)
+	}
+	sb, err := netbridge.Load(sf.stateDir, id)
+	if err != nil {
+		return err
+	}
+	out, err := r(sb)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(e.stdout, out)
+	return err
+}
+
+func runProbe(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "probe")
+	var output string
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return err
+	}
+	f, err := probe.Run()
+	if err != nil {
+		return err
+	}
+	models := netbridge.ModelSupport(f)
+	if output == "json" {
+		return writeJSON(e.stdout, struct {
+			Features probe.Features             `json:"features"`
+			Models   []netbridge.ModelAvailable `json:"models"`
+		}{f, models})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FEATURE\tAVAILABLE\tDETAIL")
+	for _, r := range f {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, yesNo(r.Available), r.Detail)
+	}
+	fmt.Fprintln(tw, "\nMODEL\tWORKS\tDETAIL")
+	for _, m := range models {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Model, yesNo(m.Works), m.Detail)
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func runVersion(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "version")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	_, err := fmt.Fprintf(e.stdout, "netbridge %s\n", v)
+	return err
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

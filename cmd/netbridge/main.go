@@ -1,0 +1,195 @@
+// Command netbridge connects the CNI interfaces of a VM sandbox's network
+// namespace to tap devices and prints what the hypervisor needs.
+//
+// Run "netbridge help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the operation failed
+	exitUsage = 2 // the command line or its input is wrong; nothing changed
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // synopsis after the name
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is filled in by init: the commands' flag usage refers back to it.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"setup", "--netns PATH --id ID [--model M] [--queues N] [--vhost V] [--interfaces LIST] [--output text|json]", "wire the sandbox's interfaces to taps", runSetup},
+		{"teardown", "--id ID", "undo a setup exactly (idempotent)", runTeardown},
+		{"check", "--id ID", "verify that a setup's wiring is intact", runCheck},
+		{"status", "[--id ID] [--output text|json]", "show recorded sandboxes", runStatus},
+		{"discover", "--netns PATH [--interfaces LIST] [--output text|json]", "show what setup would attach; changes nothing", runDiscover},
+		{"render", "--id ID --for qemu|kernel-cmdline|guest-json", "print hypervisor or guest configuration", runRender},
+		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
+		{"version", "", "print the version", runVersion},
+	}
+}
+
+// env is what a command writes to.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// usageError marks an error in the command line.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr}))
+}
+
+func run(ctx context.Context, args []string, e *env) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, e)
+		}
+		usage(e.stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "netbridge %s: %v\n", c.name, oneLine(err))
+			return exitCode(err)
+		}
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "netbridge: unknown command %q; run 'netbridge help'\n", args[0])
+	return exitUsage
+}
+
+// exitCode maps an error to the exit status: 2 for anything the caller
+// got wrong (flags, ids, netns paths, models, interface names), 1 otherwise.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case errors.As(err, &u),
+		errors.Is(err, netbridge.ErrInvalidConfig),
+		errors.Is(err, state.ErrInvalidID),
+		errors.Is(err, netns.ErrNotExist),
+		errors.Is(err, netns.ErrNotNetns),
+		errors.Is(err, netns.ErrHostNetns):
+		return exitUsage
+	}
+	return exitFail
+}
+
+// oneLine folds a possibly multi-line (joined) error onto one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `netbridge connects the CNI interfaces of a VM sandbox's network namespace to
+tap devices, and prints the arguments a hypervisor needs to use them.
+
+Usage:
+  netbridge <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Typical use, as root, after CNI has configured the netns:
+  netbridge setup --netns /run/netns/pod1 --id pod1
+  qemu-system-x86_64 ... $(netbridge render --id pod1 --for qemu)   # run inside the netns
+  netbridge teardown --id pod1
+
+State lives in --state-dir, else $NETBRIDGE_STATE_DIR, else /run/netbridge.
+Exit status: 0 success, 1 failure, 2 usage error (nothing changed).
+Run 'netbridge help <command>' for a command's flags.
+`)
+}
+
+// newFlags returns a flag set for a command that prints its own usage.
+func newFlags(e *env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		for _, c := range commands {
+			if c.name == name {
+				fmt.Fprintf(e.stdout, "Usage: netbridge %s %s\n\n%s.\n\nFlags:\n", name, c.args, upperFirst(c.summary))
+			}
+		}
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(e.stderr)
+	}
+	return fs
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// parse parses args, rejecting positional arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func need(name, value string) error {
+	if value == "" {
+		return usagef("--%s is required", name)
+	}
+	return nil
+}
+
+func checkOutput(o string, allowed ...string) error {
+	for _, a := range allowed {
+		if o == a {
+			return nil
+		}
+	}
+	return usagef("--output %q: use %s", o, strings.Join(allowed, " or "))
+}

@@ -1,0 +1,260 @@
+// Package qemu renders the QEMU command-line arguments that attach the taps of
+// a wired sandbox to a guest: one "-netdev tap" backend and one virtio-net
+// device per NIC.
+//
+// Two forms exist. [ByName] lets QEMU open each tap by its name, which works
+// for a QEMU started inside the sandbox network namespace. [ByFD] passes the
+// tap queues (and vhost-net devices) as inherited file descriptors, which is
+// what macvtap and confined VMMs need. Both render from plain data and never
+// touch the kernel; the argument vector is meant for exec, not for a shell
+// ([Quote] turns it into one shell-safe line).
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/netbridge/netbridge/netbridge"
+)
+
+// DefaultDriver is the device model used when Options.Driver is empty.
+const DefaultDriver = "virtio-net-pci"
+
+// MaxQueues is the largest queue count a NIC may have: the Linux tap driver
+// allows at most 256 queues per device (MAX_TAP_QUEUES).
+const MaxQueues = 256
+
+// ErrNoFiles is wrapped by the error [ByFD] returns for a NIC that holds no
+// open tap queue files.
+var ErrNoFiles = errors.New("no open tap queue files: set the sandbox up holding fds, or start QEMU through `netbridge exec`")
+
+// Options tunes the rendered arguments. The zero value is ready to use.
+type Options struct {
+	// Driver is the QEMU device model of every guest NIC, DefaultDriver
+	// ("virtio-net-pci") when empty. It must be a virtio-net model, such as
+	// "virtio-net-pci-non-transitional", "virtio-net-ccw" or
+	// "virtio-net-device" (microvm); "vectors=" is only rendered for PCI
+	// models, whose name contains "-pci".
+	Driver string
+}
+
+// driver returns the validated device model of o.
+func (o Options) driver() (string, error) {
+	d := o.Driver
+	if d == "" {
+		d = DefaultDriver
+	}
+	if !validID(d) {
+		return "", fmt.Errorf("qemu: invalid device driver %q: want a QEMU type name such as %q", d, DefaultDriver)
+	}
+	return d, nil
+}
+
+// ByName returns the arguments that make QEMU open every NIC's tap by name:
+//
+//	-netdev tap,id=<netdev id>,ifname=<tap>,script=no,downscript=no[,queues=N][,vhost=on]
+//	-device <driver>,id=<device id>,netdev=<netdev id>,mac=<guest MAC>[,mq=on,vectors=2N+2][,host_mtu=<MTU>]
+//
+// in NIC order, so that the guest enumerates the NICs in the same order. The
+// ids are those of [NetdevID] and [DeviceID]. queues, mq and vectors appear
+// only for a multiqueue NIC (Queues > 1; 0 counts as 1), host_mtu only when
+// MTU is set, and vhost=on when Vhost is set (QEMU then opens /dev/vhost-net
+// itself). QEMU must run in the sandbox network namespace and be allowed to
+// open the taps.
+func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
+	driver, err := opts.driver()
+	if err != nil {
+		return nil, err
+	}
+	bases := idBases(nics)
+	args := make([]string, 0, 4*len(nics))
+	for i := range nics {
+		n := &nics[i]
+		queues, err := checkNIC(n)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+		}
+		if err := checkTapName(n.Tap); err != nil {
+			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+		}
+		netdevID := netdevPrefix + bases[i]
+		netdev := []string{
+			"tap",
+			"id=" + netdevID,
+			"ifname=" + escape(n.Tap),
+			"script=no",
+			"downscript=no",
+		}
+		if queues > 1 {
+			netdev = append(netdev, "queues="+strconv.Itoa(queues))
+		}
+		if n.Vhost {
+			netdev = append(netdev, "vhost=on")
+		}
+		args = append(args,
+			"-netdev", strings.Join(netdev, ","),
+			"-device", device(driver, n, devicePrefix+bases[i], netdevID, queues))
+	}
+	return args, nil
+}
+
+// ByFD returns the arguments that hand QEMU every NIC's open tap queues as
+// inherited file descriptors, and the files to pass, in order, as
+// exec.Cmd.ExtraFiles after any already there:
+//
+//	-netdev tap,id=<netdev id>,fds=<fd>[:<fd>...][,vhost=on[,vhostfds=<fd>[:<fd>...]]]
+//	-device <driver>,id=<device id>,netdev=<netdev id>,mac=<guest MAC>[,mq=on,vectors=2N+2][,host_mtu=<MTU>]
+//
+// The fds= form is used for every NIC, also with a single queue, so that one
+// form covers all cases; QEMU takes the queue count from the number of fds and
+// rejects ifname, script, downscript and queues next to it, so they are left
+// out. Each NIC contributes its Files (one per tap queue, as many as its
+// Queues) and then its VhostFiles, which must be absent or as many as its
+// Files. vhost=on is rendered when Vhost is set or VhostFiles are present;
+// without VhostFiles QEMU opens /dev/vhost-net itself.
+//
+// files[j] must end up as descriptor firstFD+j in QEMU, and the arguments name
+// it that way. With os/exec, firstFD is 3+len(cmd.ExtraFiles) before files is
+// appended; it must be at least 3. The caller keeps owning the files.
+func ByFD(nics []netbridge.NIC, opts Options, firstFD int) (args []string, files []*os.File, err error) {
+	driver, err := opts.driver()
+	if err != nil {
+		return nil, nil, err
+	}
+	if firstFD < 3 {
+		return nil, nil, fmt.Errorf("qemu: first fd %d is below 3; descriptors 0-2 are the standard streams", firstFD)
+	}
+	bases := idBases(nics)
+	args = make([]string, 0, 4*len(nics))
+	files = make([]*os.File, 0, 2*len(nics))
+	for i := range nics {
+		n := &nics[i]
+		queues, err := checkNIC(n)
+		if err != nil {
+			return nil, nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+		}
+		if err := checkFiles(n, queues); err != nil {
+			return nil, nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+		}
+		netdevID := netdevPrefix + bases[i]
+		netdev := []string{"tap", "id=" + netdevID}
+		var fds []string
+		for _, f := range n.Files {
+			fds = append(fds, strconv.Itoa(firstFD+len(files)))
+			files = append(files, f)
+		}
+		netdev = append(netdev, "fds="+strings.Join(fds, ":"))
+		if n.Vhost || len(n.VhostFiles) > 0 {
+			netdev = append(netdev, "vhost=on")
+		}
+		if len(n.VhostFiles) > 0 {
+			var vfds []string
+			for _, f := range n.VhostFiles {
+				vfds = append(vfds, strconv.Itoa(firstFD+len(files)))
+				files = append(files, f)
+			}
+			netdev = append(netdev, "vhostfds="+strings.Join(vfds, ":"))
+		}
+		args = append(args,
+			"-netdev", strings.Join(netdev, ","),
+			"-device", device(driver, n, devicePrefix+bases[i], netdevID, queues))
+	}
+	return args, files, nil
+}
+
+// device renders the -device value of n.
+func device(driver string, n *netbridge.NIC, id, netdevID string, queues int) string {
+	dev := []string{
+		driver,
+		"id=" + id,
+		"netdev=" + netdevID,
+		"mac=" + n.GuestMAC.String(),
+	}
+	if queues > 1 {
+		dev = append(dev, "mq=on")
+		if strings.Contains(driver, "-pci") {
+			// One vector per rx and tx queue, plus config and control.
+			dev = append(dev, "vectors="+strconv.Itoa(2*queues+2))
+		}
+	}
+	if n.MTU > 0 {
+		dev = append(dev, "host_mtu="+strconv.Itoa(n.MTU))
+	}
+	return strings.Join(dev, ",")
+}
+
+// checkNIC validates the parts of n that both forms render and returns its
+// queue count (at least 1).
+func checkNIC(n *netbridge.NIC) (queues int, err error) {
+	mac := n.GuestMAC
+	switch {
+	case len(mac) == 0:
+		return 0, errors.New("guest MAC missing")
+	case len(mac) != 6:
+		return 0, fmt.Errorf("guest MAC %s is not a 6-byte Ethernet address", mac)
+	case mac[0]&0x01 != 0:
+		return 0, fmt.Errorf("guest MAC %s is a multicast address", mac)
+	}
+	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
+		return 0, fmt.Errorf("MTU %d out of range 68..65535", n.MTU)
+	}
+	queues = n.Queues
+	if queues == 0 {
+		queues = 1
+	}
+	if queues < 1 || queues > MaxQueues {
+		return 0, fmt.Errorf("queue count %d out of range 1..%d", n.Queues, MaxQueues)
+	}
+	return queues, nil
+}
+
+// checkTapName validates a tap name the way the kernel does (dev_valid_name).
+func checkTapName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("tap name missing")
+	case len(name) > 15:
+		return fmt.Errorf("tap name %q longer than 15 bytes", name)
+	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r"):
+		return fmt.Errorf("tap name %q is not a valid interface name", name)
+	}
+	return nil
+}
+
+// checkFiles validates the open files of n for the fd form.
+func checkFiles(n *netbridge.NIC, queues int) error {
+	if len(n.Files) == 0 {
+		return ErrNoFiles
+	}
+	if len(n.Files) != queues {
+		return fmt.Errorf("holds %d tap queue files but has %d queues", len(n.Files), queues)
+	}
+	if len(n.VhostFiles) > 0 && len(n.VhostFiles) != len(n.Files) {
+		return fmt.Errorf("holds %d vhost files for %d tap queue files; QEMU needs one per queue", len(n.VhostFiles), len(n.Files))
+	}
+	for j, f := range n.Files {
+		if f == nil {
+			return fmt.Errorf("tap queue file %d is nil", j)
+		}
+	}
+	for j, f := range n.VhostFiles {
+		if f == nil {
+			return fmt.Errorf("vhost file %d is nil", j)
+		}
+	}
+	return nil
+}
+
+// label names nics[i] in error messages.
+func label(n *netbridge.NIC, i int) string {
+	return fmt.Sprintf("NIC %d (%q)", i, n.Name)
+}
+
+// escape doubles every comma of an option value, QEMU's escape for a literal
+// comma. (Linux interface names may contain commas.)
+func escape(v string) string {
+	return strings.ReplaceAll(v, ",", ",,")
+}

@@ -1,0 +1,172 @@
+package netbridge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// ErrNotFound reports that no sandbox of that id is recorded.
+var ErrNotFound = errors.New("no such sandbox")
+
+// CheckError lists what is wrong with a sandbox's wiring.
+type CheckError struct {
+	ID       string
+	Problems []string
+}
+
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("sandbox %q wiring is not intact: %s", e.ID, strings.Join(e.Problems, "; "))
+}
+
+// Check verifies that the recorded wiring of sandbox id is intact: every
+// interface and tap exists with the recorded MAC, MTU and state, and the
+// model's objects are in place. It returns nil when all is well, a
+// *CheckError listing the problems, or another error when it could not
+// look.
+func Check(ctx context.Context, stateDir, id string) error {
+	st, rec, unlock, err := lockedRecord(ctx, stateDir, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if rec == nil {
+		return fmt.Errorf("checking sandbox %q: %w in %s", id, ErrNotFound, st.Dir())
+	}
+	if rec.Phase != phaseReady {
+		return &CheckError{ID: id, Problems: []string{"setup did not finish (interrupted?); run setup again or teardown"}}
+	}
+	n, err := netns.Open(rec.Sandbox.Netns)
+	if err != nil {
+		return &CheckError{ID: id, Problems: []string{err.Error()}}
+	}
+	defer n.Close()
+	if n.ID() != rec.NetnsID {
+		return &CheckError{ID: id, Problems: []string{fmt.Sprintf("netns %q is another namespace than the one set up (%s, now %s)", rec.Sandbox.Netns, rec.NetnsID, n.ID())}}
+	}
+	h, err := openHandle(n)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if p := checkWiring(h, rec); len(p) > 0 {
+		return &CheckError{ID: id, Problems: p}
+	}
+	return nil
+}
+
+// lockedRecord opens the store, takes id's lock and reads its record (nil
+// when there is none). unlock releases the lock.
+func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *record, func(), error) {
+	if err := state.ValidateID(id); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lock, err := st.Lock(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rec, err := readRecord(st, id)
+	if err != nil {
+		st.Release(lock, id)
+		return nil, nil, nil, err
+	}
+	return st, rec, func() { st.Release(lock, id) }, nil
+}
+
+// checker collects problems found in one netns.
+type checker struct {
+	h        *netlink.Handle
+	id       string
+	problems []string
+}
+
+func (c *checker) problem(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) link(name string) netlink.Link {
+	l, err := c.h.LinkByName(name)
+	if err != nil {
+		c.problem("%s: %v", name, err)
+		return nil
+	}
+	return l
+}
+
+// checkWiring returns what is wrong with rec's wiring, seen through h.
+func checkWiring(h *netlink.Handle, rec *record) []string {
+	m, err := modelByName(rec.Sandbox.Model)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	c := &checker{h: h, id: rec.Sandbox.ID}
+	for i := range rec.Sandbox.NICs {
+		nic := &rec.Sandbox.NICs[i]
+		if l := c.link(nic.Name); l != nil {
+			if l.Attrs().Index != nic.Index {
+				c.problem("%s: ifindex is %d, was %d (the interface was recreated)", nic.Name, l.Attrs().Index, nic.Index)
+			}
+			if !bytes.Equal(l.Attrs().HardwareAddr, nic.GuestMAC) {
+				c.problem("%s: MAC is %s, was %s", nic.Name, l.Attrs().HardwareAddr, nic.GuestMAC)
+			}
+		}
+		if l := c.link(nic.Tap); l != nil {
+			a := l.Attrs()
+			switch {
+			case l.Type() != "tuntap":
+				c.problem("%s: is a %s link, not a tap", nic.Tap, l.Type())
+			case a.Alias != ownerTag(c.id):
+				c.problem("%s: not tagged %q (alias %q)", nic.Tap, ownerTag(c.id), a.Alias)
+			}
+			if a.Flags&net.FlagUp == 0 {
+				c.problem("%s: is down", nic.Tap)
+			}
+			if a.MTU != nic.MTU {
+				c.problem("%s: MTU is %d, want %d", nic.Tap, a.MTU, nic.MTU)
+			}
+			if !bytes.Equal(a.HardwareAddr, nic.TapMAC) {
+				c.problem("%s: MAC is %s, want %s", nic.Tap, a.HardwareAddr, nic.TapMAC)
+			}
+		}
+		m.check(c, nic)
+	}
+	return c.problems
+}
+
+// redirect checks that src has an ingress qdisc holding our filter that
+// redirects to dst.
+func (c *checker) redirect(src, dst string) {
+	s, d := c.link(src), c.link(dst)
+	if s == nil || d == nil {
+		return
+	}
+	q, err := findIngress(c.h, s)
+	if err != nil || q == nil {
+		c.problem("%s: no ingress qdisc (%v)", src, err)
+		return
+	}
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return c.h.FilterList(s, ingressParent) })
+	if err != nil {
+		c.problem("%s: listing filters: %v", src, err)
+		return
+	}
+	for _, f := range fs {
+		if f.Attrs().Priority == FilterPriority && redirectTarget(f) == d.Attrs().Index {
+			return
+		}
+	}
+	c.problem("%s: no redirect filter to %s at prio %d", src, dst, FilterPriority)
+}

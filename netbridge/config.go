@@ -1,0 +1,96 @@
+package netbridge
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// ErrInvalidConfig reports a configuration that cannot be used as given;
+// nothing was changed. The CLI exits 2 on it.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// Vhost choices.
+const (
+	VhostOff  = "off"  // never use vhost-net (the default)
+	VhostOn   = "on"   // require vhost-net; fail if the kernel has none
+	VhostAuto = "auto" // use vhost-net when /dev/vhost-net exists
+)
+
+// MaxQueues is the largest number of queues per tap.
+const MaxQueues = 256
+
+// Config says what Setup wires.
+type Config struct {
+	// ID is the sandbox id: letters, digits, '_', '.', '-', at most 128
+	// bytes. It keys the state record and seeds the derived MACs.
+	ID string
+	// Netns is the path of the sandbox netns (/run/netns/NAME, /proc/PID/ns/net).
+	Netns string
+	// Model is the interworking model, ModelTCFilter when empty.
+	Model string
+	// Interfaces, when non-empty, names exactly the interfaces to attach;
+	// otherwise every supported interface with an address is attached.
+	Interfaces []string
+	// Queues is the number of queues per tap; zero means one.
+	Queues int
+	// Vhost is VhostOff (or empty), VhostOn or VhostAuto.
+	Vhost string
+	// TapOwner and TapGroup, when non-nil, restrict who may open the taps.
+	TapOwner, TapGroup *uint32
+	// HoldFDs keeps the tap queues open and returns them in NIC.Files (and
+	// vhost-net files in NIC.VhostFiles when vhost is used), for a
+	// hypervisor that takes fds. The taps are persistent either way.
+	HoldFDs bool
+	// StateDir is the state directory; see state.Dir for the default.
+	StateDir string
+}
+
+func (c *Config) validate() error {
+	if err := state.ValidateID(c.ID); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Netns == "" {
+		return fmt.Errorf("%w: no netns path given", ErrInvalidConfig)
+	}
+	if c.Queues < 0 || c.Queues > MaxQueues {
+		return fmt.Errorf("%w: %d queues; use 1 to %d", ErrInvalidConfig, c.Queues, MaxQueues)
+	}
+	switch c.Vhost {
+	case "", VhostOff, VhostOn, VhostAuto:
+	default:
+		return fmt.Errorf("%w: vhost %q; use on, off or auto", ErrInvalidConfig, c.Vhost)
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Interfaces {
+		if n == "" || len(n) > 15 {
+			return fmt.Errorf("%w: interface name %q must be 1 to 15 bytes", ErrInvalidConfig, n)
+		}
+		if seen[n] {
+			return fmt.Errorf("%w: interface %q named twice", ErrInvalidConfig, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func (c *Config) queues() int { return max(c.Queues, 1) }
+
+// request is the part of a Config that shapes the wiring. A ready record
+// whose request equals the new one makes Setup a no-op.
+type request struct {
+	Model      string   `json:"model"`
+	Interfaces []string `json:"interfaces,omitempty"`
+	Queues     int      `json:"queues"`
+	Vhost      bool     `json:"vhost,omitempty"`
+	TapOwner   *uint32  `json:"tap_owner,omitempty"`
+	TapGroup   *uint32  `json:"tap_group,omitempty"`
+}
+
+func (r request) equal(o request) bool {
+	eqPtr := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return r.Model == o.Model && slices.Equal(r.Interfaces, o.Interfaces) && r.Queues == o.Queues &&
+		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup)
+}

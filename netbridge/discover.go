@@ -1,0 +1,247 @@
+package netbridge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/nlretry"
+)
+
+// Interface is a link found in a sandbox netns, with what setup would do
+// with it.
+type Interface struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Index int    `json:"index"`
+	MAC   MAC    `json:"mac"`
+	MTU   int    `json:"mtu"`
+	Up    bool   `json:"up"`
+	// Owner is the sandbox id of the netbridge setup that created this
+	// link (from its alias tag), empty for a link netbridge did not create.
+	Owner     string         `json:"owner,omitempty"`
+	Addresses []netip.Prefix `json:"addresses"`
+	Routes    []Route        `json:"routes"`
+	Neighbors []Neighbor     `json:"neighbors"`
+	// Attach reports whether setup would attach the interface.
+	Attach bool `json:"attach"`
+	// Reason says why the interface would not be attached.
+	Reason string `json:"reason,omitempty"`
+}
+
+// aliasPrefix starts the alias netbridge gives the links it creates.
+const aliasPrefix = "netbridge:"
+
+func ownerTag(id string) string { return aliasPrefix + id }
+
+// Discover lists every link of the netns at path except loopback, with its
+// addresses, routes and neighbours, and marks those setup would attach:
+// exactly the named ones when names is non-empty, else every supported link
+// that has an address. It changes nothing.
+func Discover(ctx context.Context, path string, names []string) ([]Interface, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n, err := netns.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	h, err := openHandle(n)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	ifs, err := discover(h)
+	if err != nil {
+		return nil, fmt.Errorf("discovering interfaces in netns %q: %w", path, err)
+	}
+	if err := selectInterfaces(ifs, names, tcfilter{}); err != nil {
+		return nil, fmt.Errorf("netns %q: %w", path, err)
+	}
+	return ifs, nil
+}
+
+// discover reads every link but loopback with four netlink dumps.
+func discover(h *netlink.Handle) ([]Interface, error) {
+	links, err := nlretry.Dump(h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses: %w", err)
+	}
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("listing routes: %w", err)
+	}
+	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("listing neighbours: %w", err)
+	}
+
+	var out []Interface
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		ifc := Interface{
+			Name:  a.Name,
+			Kind:  l.Type(),
+			Index: a.Index,
+			MAC:   MAC(a.HardwareAddr),
+			MTU:   a.MTU,
+			Up:    a.Flags&net.FlagUp != 0,
+			Owner: strings.TrimPrefix(a.Alias, aliasPrefix),
+		}
+		if !strings.HasPrefix(a.Alias, aliasPrefix) {
+			ifc.Owner = ""
+		}
+		ifc.Addresses = addressesOf(addrs, a.Index)
+		ifc.Routes = routesOf(routes, a.Index)
+		ifc.Neighbors = neighborsOf(neighs, a.Index, ifc.Routes)
+		out = append(out, ifc)
+	}
+	slices.SortFunc(out, func(x, y Interface) int { return strings.Compare(x.Name, y.Name) })
+	return out, nil
+}
+
+func addressesOf(addrs []netlink.Addr, index int) []netip.Prefix {
+	out := []netip.Prefix{}
+	for _, a := range addrs {
+		if a.LinkIndex != index || a.IPNet == nil {
+			continue
+		}
+		p, ok := prefixOf(a.IPNet)
+		if !ok || (p.Addr().Is6() && p.Addr().IsLinkLocalUnicast()) {
+			continue // the guest makes its own IPv6 link-local address
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func routesOf(routes []netlink.Route, index int) []Route {
+	out := []Route{}
+	for _, r := range routes {
+		if r.LinkIndex != index || r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST || len(r.MultiPath) > 0 {
+			continue
+		}
+		var rt Route
+		if r.Dst != nil {
+			p, ok := prefixOf(r.Dst)
+			if !ok {
+				continue
+			}
+			rt.Dst = p
+		} else if r.Family == unix.AF_INET6 {
+			rt.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		} else {
+			rt.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		}
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+			rt.Gw = gw.Unmap()
+		}
+		rt.MTU = r.MTU
+		out = append(out, rt)
+	}
+	return out
+}
+
+func neighborsOf(neighs []netlink.Neigh, index int, routes []Route) []Neighbor {
+	out := []Neighbor{}
+	for _, n := range neighs {
+		if n.LinkIndex != index || len(n.HardwareAddr) != 6 {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || ip.IsMulticast() {
+			continue
+		}
+		ip = ip.Unmap()
+		permanent := n.State&netlink.NUD_PERMANENT != 0
+		gateway := slices.ContainsFunc(routes, func(r Route) bool { return r.Gw == ip })
+		resolved := n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_NOARP) != 0
+		if permanent || (gateway && resolved) {
+			out = append(out, Neighbor{IP: ip, MAC: MAC(n.HardwareAddr), Permanent: permanent})
+		}
+	}
+	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
+	return out
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap()
+	ones, bits := n.Mask.Size()
+	if bits == 0 || (ip.Is4() && bits != 32) || (ip.Is6() && bits != 128) {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(ip, ones), true
+}
+
+// selectInterfaces marks which interfaces to attach: exactly the named ones,
+// which must exist and be supported by the model, or else every supported
+// interface with an address that netbridge did not create.
+func selectInterfaces(ifs []Interface, names []string, m model) error {
+	byName := map[string]*Interface{}
+	for i := range ifs {
+		byName[ifs[i].Name] = &ifs[i]
+	}
+	if len(names) > 0 {
+		for i := range ifs {
+			ifs[i].Reason = "not named by --interfaces"
+		}
+		for _, name := range names {
+			ifc, ok := byName[name]
+			if !ok {
+				return fmt.Errorf("interface %q named by --interfaces does not exist (have: %s)", name, linkNames(ifs))
+			}
+			if ifc.Owner != "" {
+				return fmt.Errorf("interface %q was created by netbridge for sandbox %q; name the CNI interface instead", name, ifc.Owner)
+			}
+			if err := m.supports(ifc); err != nil {
+				return fmt.Errorf("interface %q: %w", name, err)
+			}
+			ifc.Attach, ifc.Reason = true, ""
+		}
+		return nil
+	}
+	for i := range ifs {
+		ifc := &ifs[i]
+		switch err := m.supports(ifc); {
+		case ifc.Owner != "":
+			ifc.Reason = fmt.Sprintf("created by netbridge for sandbox %q", ifc.Owner)
+		case len(ifc.Addresses) == 0:
+			ifc.Reason = "has no address"
+		case err != nil:
+			ifc.Reason = err.Error()
+		default:
+			ifc.Attach = true
+		}
+	}
+	return nil
+}
+
+func linkNames(ifs []Interface) string {
+	if len(ifs) == 0 {
+		return "no links but lo"
+	}
+	var s []string
+	for _, i := range ifs {
+		s = append(s, i.Name)
+	}
+	return strings.Join(s, ", ")
+}

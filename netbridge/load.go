@@ -1,0 +1,65 @@
+package netbridge
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// Status is a recorded sandbox and the phase of its setup.
+type Status struct {
+	Sandbox
+	// Phase is "ready" when setup finished, "setting-up" while it runs or
+	// when it was interrupted.
+	Phase string `json:"phase"`
+	// Created is when the setup began.
+	Created time.Time `json:"created"`
+}
+
+// Load returns the recorded sandbox id, which must be fully set up. It
+// reads the state without entering the netns.
+func Load(stateDir, id string) (*Sandbox, error) {
+	if err := state.ValidateID(id); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := readRecord(st, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("loading sandbox %q: %w in %s", id, ErrNotFound, st.Dir())
+	}
+	if rec.Phase != phaseReady {
+		return nil, fmt.Errorf("loading sandbox %q: its setup did not finish; run setup again or teardown", id)
+	}
+	sb := rec.Sandbox
+	return &sb, nil
+}
+
+// List returns every recorded sandbox, ordered by id.
+func List(stateDir string) ([]Status, error) {
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return nil, err
+	}
+	ids, err := st.List()
+	if err != nil {
+		return nil, err
+	}
+	out := []Status{}
+	for _, id := range ids {
+		rec, err := readRecord(st, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil { // removed meanwhile otherwise
+			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,156 @@
+package netbridge
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// recordVersion is the version of the state record format. A record of
+// another version is refused with an error rather than misread.
+const recordVersion = 1
+
+// Record phases.
+const (
+	phaseSettingUp = "setting-up" // the journal may hold unfinished steps
+	phaseReady     = "ready"      // every step is done; the wiring is complete
+)
+
+// record is what netbridge keeps per sandbox id in the state directory: the
+// sandbox as set up, and the journal of every object created, in creation
+// order, so that any later process can undo exactly that.
+type record struct {
+	Version int       `json:"version"`
+	Phase   string    `json:"phase"`
+	Created time.Time `json:"created"`
+	// NetnsID identifies the namespace the journal applies to, so a path
+	// later reused by another namespace is never touched.
+	NetnsID netns.ID `json:"netns_id"`
+	// Classifier is the tc classifier of the tcfilter model, u32 or matchall.
+	Classifier string `json:"classifier,omitempty"`
+	// Request is what the setup was asked for.
+	Request request `json:"request"`
+	Sandbox Sandbox `json:"sandbox"`
+	Journal []step  `json:"journal"`
+}
+
+// Step operations.
+const (
+	opTap    = "create-tap" // a tap device named Link
+	opQdisc  = "add-qdisc"  // an ingress qdisc on Link
+	opFilter = "add-filter" // a filter on Link at Parent, Prio, Handle
+)
+
+// step is one journal entry. It is written before its object is created
+// (Done false) and updated once it exists (Done true); a crash in between
+// leaves an entry whose object may or may not exist, and undo handles both.
+type step struct {
+	Op     string `json:"op"`
+	Link   string `json:"link"`
+	Parent uint32 `json:"parent,omitempty"`
+	Prio   uint16 `json:"prio,omitempty"`
+	Handle uint32 `json:"handle,omitempty"`
+	Done   bool   `json:"done"`
+}
+
+func (s step) String() string {
+	switch s.Op {
+	case opTap:
+		return fmt.Sprintf("creating tap %q", s.Link)
+	case opQdisc:
+		return fmt.Sprintf("adding the ingress qdisc of %q", s.Link)
+	case opFilter:
+		return fmt.Sprintf("adding the redirect filter on %q (prio %d)", s.Link, s.Prio)
+	}
+	return fmt.Sprintf("%s on %q", s.Op, s.Link)
+}
+
+// readRecord loads the record of id; nil when there is none.
+func readRecord(st *state.Store, id string) (*record, error) {
+	var r record
+	ok, err := st.Read(id, &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if r.Version != recordVersion {
+		return nil, fmt.Errorf("state of sandbox %q in %s has version %d; this netbridge reads version %d", id, st.Dir(), r.Version, recordVersion)
+	}
+	return &r, nil
+}
+
+// undo removes, in reverse order, every object the journal records. Objects
+// already gone are fine; objects that are not ours are left alone. It keeps
+// going after an error, returns them all, and drops each undone step from
+// the journal.
+func (r *record) undo(h *netlink.Handle, id string) error {
+	var errs []error
+	for i := len(r.Journal) - 1; i >= 0; i-- {
+		s := r.Journal[i]
+		if err := undoStep(h, id, s); err != nil {
+			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
+			continue
+		}
+		r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
+	}
+	return errors.Join(errs...)
+}
+
+func undoStep(h *netlink.Handle, id string, s step) error {
+	link, err := h.LinkByName(s.Link)
+	if err != nil {
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
+			return nil // gone, and with it everything on it
+		}
+		return err
+	}
+	switch s.Op {
+	case opTap:
+		if !isOurTap(link, id, s.Done) {
+			return nil // someone else's link of that name: not ours to delete
+		}
+		return ignoreNotFound(h.LinkDel(link))
+	case opQdisc:
+		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
+		if err != nil {
+			return err
+		}
+		for _, q := range qs {
+			if _, ok := q.(*netlink.Ingress); ok {
+				return ignoreNotFound(h.QdiscDel(q))
+			}
+		}
+		return nil
+	case opFilter:
+		fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, s.Parent) })
+		if err != nil {
+			return err
+		}
+		for _, f := range fs {
+			if isOurFilter(f, s) {
+				if err := ignoreNotFound(h.FilterDel(f)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown journal operation %q (state written by a newer netbridge?)", s.Op)
+}
+
+// isOurTap reports whether link is the tap a journal step of sandbox id
+// created: tagged with our alias, or, for a step interrupted before the tag
+// was set, a tap (the name was free when the step began, and the tap was
+// created exclusively).
+func isOurTap(link netlink.Link, id string, done bool) bool {
+	if link.Attrs().Alias == ownerTag(id) {
+		return true
+	}
+	_, isTap := link.(*netlink.Tuntap)
+	return !done && isTap && link.Attrs().Alias == ""
+}

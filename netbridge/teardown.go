@@ -1,0 +1,81 @@
+package netbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/state"
+)
+
+// Teardown undoes the recorded setup of sandbox id, newest object first,
+// leaving its netns as it was before setup, and removes the record.
+//
+// It is idempotent: an id with no record, or whose netns is gone, succeeds
+// without doing anything. Only objects netbridge recorded are removed; a
+// link of the same name that is not tagged as ours is left alone. When
+// something cannot be removed, the record keeps what is left, so that
+// teardown can be run again.
+func Teardown(ctx context.Context, stateDir, id string) error {
+	if err := state.ValidateID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return err
+	}
+	lock, err := st.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer st.Release(lock, id)
+	rec, err := readRecord(st, id)
+	if err != nil || rec == nil {
+		return err
+	}
+	if err := undoRecord(st, id, rec); err != nil {
+		return fmt.Errorf("tearing down sandbox %q: %w", id, err)
+	}
+	return nil
+}
+
+// undoRecord undoes rec in its netns and removes it from st. A netns that
+// no longer exists, or whose path now names another namespace, took every
+// object with it: the record is simply removed.
+func undoRecord(st *state.Store, id string, rec *record) error {
+	n, err := netns.Open(rec.Sandbox.Netns)
+	switch {
+	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns):
+		return st.Remove(id)
+	case err != nil:
+		return err
+	}
+	defer n.Close()
+	if n.ID() != rec.NetnsID {
+		return st.Remove(id)
+	}
+	h, err := openHandle(n)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := rec.undo(h, id); err != nil {
+		if werr := st.Write(id, rec); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		return err
+	}
+	return st.Remove(id)
+}
+
+// ignoreNotFound turns the kernel's "already gone" answers into success.
+func ignoreNotFound(err error) error {
+	if err == nil || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,130 @@
+package netbridge
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+)
+
+// MAC is an Ethernet hardware address that marshals to and from its
+// colon-separated text form ("02:ab:cd:ef:01:23") in JSON.
+type MAC net.HardwareAddr
+
+// String returns the colon-separated lower-case form of m, or "" when m is empty.
+func (m MAC) String() string { return net.HardwareAddr(m).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler. It accepts only
+// 6-byte (Ethernet) addresses, or the empty string for no address.
+func (m *MAC) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = nil
+		return nil
+	}
+	hw, err := net.ParseMAC(string(b))
+	if err != nil {
+		return fmt.Errorf("parsing MAC address %q: %w", b, err)
+	}
+	if len(hw) != 6 {
+		return fmt.Errorf("parsing MAC address %q: not a 6-byte Ethernet address", b)
+	}
+	*m = MAC(hw)
+	return nil
+}
+
+// Route is a route of the sandbox's main routing table that the guest
+// should install on the NIC it belongs to.
+type Route struct {
+	// Dst is the destination prefix; 0.0.0.0/0 or ::/0 for a default route.
+	Dst netip.Prefix `json:"dst"`
+	// Gw is the next hop; the zero Addr for an on-link route.
+	Gw netip.Addr `json:"gw,omitzero"`
+	// MTU is the route's MTU (RTAX_MTU), 0 when the route has none.
+	MTU int `json:"mtu,omitempty"`
+}
+
+// Neighbor is a static neighbour entry the guest should install, such as
+// the permanent ARP entry of a Calico-style 169.254.1.1 gateway.
+type Neighbor struct {
+	IP  netip.Addr `json:"ip"`
+	MAC MAC        `json:"mac"`
+	// Permanent reports whether the entry was NUD_PERMANENT in the sandbox.
+	Permanent bool `json:"permanent,omitempty"`
+}
+
+// NIC describes one CNI interface of the sandbox and the tap that carries
+// its traffic to the guest. It is plain data: renderers in hypervisor/ turn
+// a list of NICs into hypervisor arguments without touching the kernel.
+type NIC struct {
+	// Name is the CNI interface name inside the sandbox netns (eth0, net1).
+	Name string `json:"name"`
+	// Kind is the link kind of that interface as the kernel reports it
+	// (veth, macvlan, ipvlan, tuntap).
+	Kind string `json:"kind"`
+	// Index is the interface's ifindex inside the sandbox netns.
+	Index int `json:"index"`
+	// Tap is the name of the tap device created for the guest.
+	Tap string `json:"tap"`
+	// TapIndex is the tap's ifindex inside the sandbox netns.
+	TapIndex int `json:"tap_index,omitempty"`
+	// TapMAC is the tap's own (host side) MAC, derived from the sandbox id
+	// and interface name. It is never the guest's MAC.
+	TapMAC MAC `json:"tap_mac"`
+	// GuestMAC is the MAC the guest NIC must use: the CNI interface's
+	// original MAC, which the CNI network expects to see.
+	GuestMAC MAC `json:"guest_mac"`
+	// MTU is the link MTU of the CNI interface, copied to the tap.
+	MTU int `json:"mtu"`
+	// Queues is the number of tap queues (queue pairs for virtio-net).
+	Queues int `json:"queues"`
+	// Vhost reports whether the hypervisor should use vhost-net.
+	Vhost bool `json:"vhost,omitempty"`
+	// Addresses are the interface's addresses (IPv4 and IPv6, link-local
+	// IPv6 excluded) in CIDR form.
+	Addresses []netip.Prefix `json:"addresses"`
+	// Routes are the main-table routes through the interface, kernel
+	// (proto kernel) routes excluded.
+	Routes []Route `json:"routes"`
+	// Neighbors are the static neighbour entries of the interface and the
+	// resolved entries of its gateways.
+	Neighbors []Neighbor `json:"neighbors"`
+
+	// Files holds one open tap queue per element when the sandbox was set
+	// up with HoldFDs; nil otherwise. The caller owns and closes them.
+	Files []*os.File `json:"-"`
+	// VhostFiles holds one open /dev/vhost-net file per queue when vhost
+	// fds were opened; nil otherwise. The caller owns and closes them.
+	VhostFiles []*os.File `json:"-"`
+}
+
+// Sandbox is a wired sandbox: its network namespace, the interworking model
+// and one NIC per attached CNI interface, ordered by interface name.
+type Sandbox struct {
+	// ID is the sandbox id (the CRI sandbox or container id).
+	ID string `json:"id"`
+	// Netns is the path of the sandbox's network namespace.
+	Netns string `json:"netns"`
+	// Model is the interworking model that connects each interface to its
+	// tap ("tcfilter").
+	Model string `json:"model"`
+	// NICs are the attached interfaces, ordered by name.
+	NICs []NIC `json:"nics"`
+}
+
+// Close closes every queue and vhost file held by the sandbox's NICs. It
+// does not tear the wiring down; persistent taps stay until Teardown.
+func (s *Sandbox) Close() error {
+	var first error
+	for i := range s.NICs {
+		for _, f := range append(s.NICs[i].Files, s.NICs[i].VhostFiles...) {
+			if err := f.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		s.NICs[i].Files, s.NICs[i].VhostFiles = nil, nil
+	}
+	return first
+}
