@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 )
 
 // MAC is an Ethernet hardware address that marshals to and from its
@@ -78,7 +79,8 @@ type NIC struct {
 	GuestMAC MAC `json:"guest_mac"`
 	// MTU is the link MTU of the CNI interface, copied to the tap.
 	MTU int `json:"mtu"`
-	// Queues is the number of tap queues (queue pairs for virtio-net).
+	// Queues is the number of tap queues (queue pairs for virtio-net); the
+	// renderers read 0 as 1.
 	Queues int `json:"queues"`
 	// Vhost reports whether the hypervisor should use vhost-net.
 	Vhost bool `json:"vhost,omitempty"`
@@ -119,7 +121,7 @@ type Sandbox struct {
 func (s *Sandbox) Close() error {
 	var first error
 	for i := range s.NICs {
-		for _, f := range append(s.NICs[i].Files, s.NICs[i].VhostFiles...) {
+		for _, f := range slices.Concat(s.NICs[i].Files, s.NICs[i].VhostFiles) {
 			if err := f.Close(); err != nil && first == nil {
 				first = err
 			}

@@ -115,9 +115,9 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	kip, err := guest.KernelIP(sb.NICs)
-	if err != nil {
-		return err
+	kip, kerr := guest.KernelIP(sb.NICs)
+	if kerr != nil && !errors.Is(kerr, guest.ErrUnsupported) {
+		return kerr
 	}
 	if output == "json" {
 		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, KernelCmdline: kip})
@@ -125,8 +125,11 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "sandbox %s wired in %s (model %s)\n\n", sb.ID, sb.Netns, sb.Model)
 	printNICs(e.stdout, sb.NICs)
 	fmt.Fprintf(e.stdout, "\nQEMU arguments (run QEMU inside the netns):\n  %s\n", qemu.Quote(args))
-	if kip != "" {
+	switch {
+	case kip != "":
 		fmt.Fprintf(e.stdout, "Guest kernel command line:\n  %s\n", kip)
+	case kerr != nil:
+		fmt.Fprintf(e.stdout, "No guest kernel ip= parameter: %v\nUse 'netbridge render --for guest-json' instead.\n", kerr)
 	}
 	return nil
 }
