@@ -44,7 +44,7 @@ type record struct {
 const (
 	opTap    = "create-tap" // a tap device named Link
 	opQdisc  = "add-qdisc"  // an ingress qdisc on Link
-	opFilter = "add-filter" // a filter on Link at Parent, Prio, Handle
+	opFilter = "add-filter" // the filters of priority Prio on Link at Parent
 )
 
 // step is one journal entry. It is written before its object is created
@@ -55,7 +55,6 @@ type step struct {
 	Link   string `json:"link"`
 	Parent uint32 `json:"parent,omitempty"`
 	Prio   uint16 `json:"prio,omitempty"`
-	Handle uint32 `json:"handle,omitempty"`
 	Done   bool   `json:"done"`
 }
 
@@ -127,18 +126,7 @@ func undoStep(h *netlink.Handle, id string, s step) error {
 		}
 		return nil
 	case opFilter:
-		fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, s.Parent) })
-		if err != nil {
-			return err
-		}
-		for _, f := range fs {
-			if isOurFilter(f, s) {
-				if err := ignoreNotFound(h.FilterDel(f)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return delPriority(h, link, s.Parent, s.Prio)
 	}
 	return fmt.Errorf("unknown journal operation %q (state written by a newer netbridge?)", s.Op)
 }

@@ -10,17 +10,12 @@ import (
 	"github.com/netbridge/netbridge/pkg/nlretry"
 )
 
-// The redirect filters carry a fixed priority and handle, so teardown and
-// check find exactly ours among any other filters on the same qdisc.
-const (
-	// FilterPriority is the tc priority of netbridge's redirect filters.
-	FilterPriority = 0x4e42 // "NB"
-	// u32Handle is the handle of the redirect filter when it is u32: node 1
-	// of hash table 0x800 (written 800::1 by tc).
-	u32Handle = 0x80000001
-	// matchallHandle is its handle when it is matchall.
-	matchallHandle = 1
-)
+// FilterPriority is the tc priority of netbridge's redirect filters. It
+// is reserved for netbridge on the ingress qdiscs of the links it wires:
+// teardown and check find exactly ours by it among any other filters, and
+// teardown removes the filters of that priority only. (A fixed handle would
+// not do: u32 numbers its hash tables per priority as the kernel pleases.)
+const FilterPriority = 0x4e42 // 20034, "NB"
 
 var ingressParent = netlink.MakeHandle(0xffff, 0)
 
@@ -129,16 +124,11 @@ func (tx *txn) addRedirectWith(classifier string, src, dst netlink.Link) error {
 		Protocol:  unix.ETH_P_ALL,
 	}
 	redirect := []netlink.Action{netlink.NewMirredAction(dst.Attrs().Index)}
-	var f netlink.Filter
-	switch classifier {
-	case classifierMatchall:
-		attrs.Handle = matchallHandle
+	var f netlink.Filter = &netlink.U32{FilterAttrs: attrs, Actions: redirect}
+	if classifier == classifierMatchall {
 		f = &netlink.MatchAll{FilterAttrs: attrs, Actions: redirect}
-	default:
-		attrs.Handle = u32Handle
-		f = &netlink.U32{FilterAttrs: attrs, Actions: redirect}
 	}
-	s := step{Op: opFilter, Link: src.Attrs().Name, Parent: ingressParent, Prio: FilterPriority, Handle: attrs.Handle}
+	s := step{Op: opFilter, Link: src.Attrs().Name, Parent: ingressParent, Prio: FilterPriority}
 	err := tx.create(s, func() error { return tx.h.FilterAdd(f) })
 	if err == nil && tx.rec.Classifier == "" {
 		tx.rec.Classifier = classifier
@@ -146,10 +136,25 @@ func (tx *txn) addRedirectWith(classifier string, src, dst netlink.Link) error {
 	return err
 }
 
-// isOurFilter reports whether f is the filter journal step s added.
-func isOurFilter(f netlink.Filter, s step) bool {
-	a := f.Attrs()
-	return a.Parent == s.Parent && a.Priority == s.Prio && a.Handle == s.Handle
+// delPriority removes every filter of one priority from a link's qdisc, the
+// way "tc filter del dev LINK parent P prio N" does. The kernel wants the
+// classifier kind of that priority named, so it is taken from the listing.
+func delPriority(h *netlink.Handle, link netlink.Link, parent uint32, prio uint16) error {
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, parent) })
+	if err != nil {
+		return err
+	}
+	for _, f := range fs {
+		a := f.Attrs()
+		if a.Priority != prio {
+			continue
+		}
+		return ignoreNotFound(h.FilterDel(&netlink.GenericFilter{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: a.LinkIndex, Parent: parent, Priority: prio, Protocol: a.Protocol},
+			FilterType:  f.Type(),
+		}))
+	}
+	return nil
 }
 
 // redirectTarget returns the ifindex a filter's mirred action redirects to

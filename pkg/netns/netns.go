@@ -12,10 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hostNetnsPaths name the namespaces treated as the host's: init's, and
-// the one this process runs in (which is the host's for a hook or CLI, and
-// the only one visible where /proc/1 cannot be read, as in some sandboxes).
-var hostNetnsPaths = []string{"/proc/1/ns/net", "/proc/self/ns/net"}
+// initNetnsPath names init's namespace, the host's.
+const initNetnsPath = "/proc/1/ns/net"
+
+// startNetns is the namespace this process started in, read before any
+// goroutine could enter another one. It is the host's for a hook or CLI,
+// and the only one visible where /proc/1 cannot be read, as in some
+// sandboxes. (/proc/self/ns/net would not do: it shows the main thread,
+// which the Go scheduler may lend to a goroutine inside Do.)
+var startNetns, startNetnsErr = PathID("/proc/thread-self/ns/net")
 
 // ErrNotExist reports that a netns path does not exist.
 var ErrNotExist = errors.New("network namespace does not exist")
@@ -76,22 +81,18 @@ func Open(path string) (*NS, error) {
 	return &NS{ns: n, path: path, id: id}, nil
 }
 
-// refuseHost fails when id is one of the host namespaces, or when none of
-// them can be read to tell.
+// refuseHost fails when id is init's namespace or the one this process
+// started in, or when neither can be read to tell.
 func refuseHost(path string, id ID) error {
-	read := 0
-	for _, p := range hostNetnsPaths {
-		host, err := PathID(p)
-		if err != nil {
-			continue
-		}
-		read++
-		if host == id {
-			return fmt.Errorf("opening netns %q: %w: it is the same namespace as %s", path, ErrHostNetns, p)
-		}
+	if startNetnsErr == nil && id == startNetns {
+		return fmt.Errorf("opening netns %q: %w: it is the namespace netbridge runs in", path, ErrHostNetns)
 	}
-	if read == 0 {
-		return fmt.Errorf("opening netns %q: cannot read %v to make sure it is not the host namespace", path, hostNetnsPaths)
+	host, err := PathID(initNetnsPath)
+	if err == nil && id == host {
+		return fmt.Errorf("opening netns %q: %w: it is the same namespace as %s", path, ErrHostNetns, initNetnsPath)
+	}
+	if err != nil && startNetnsErr != nil {
+		return fmt.Errorf("opening netns %q: cannot tell whether it is the host namespace: %w", path, errors.Join(err, startNetnsErr))
 	}
 	return nil
 }
