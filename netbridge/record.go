@@ -48,8 +48,8 @@ const (
 )
 
 // step is one journal entry. It is written before its object is created
-// (Done false) and updated once it exists (Done true); a crash in between
-// leaves an entry whose object may or may not exist, and undo handles both.
+// (Done false) and marked done once it exists; a crash in between leaves an
+// entry whose object may or may not exist, and undo handles both.
 type step struct {
 	Op     string `json:"op"`
 	Link   string `json:"link"`
@@ -88,9 +88,23 @@ func readRecord(st *state.Store, id string) (*record, error) {
 // going after an error, returns them all, and drops each undone step from
 // the journal.
 func (r *record) undo(h *netlink.Handle, id string) error {
+	// Objects on a tap go away with it: only the tap needs deleting.
+	doomed := map[string]bool{}
+	for _, s := range r.Journal {
+		if s.Op != opTap {
+			continue
+		}
+		if l, err := h.LinkByName(s.Link); err == nil && isOurTap(l, id, s.Done) {
+			doomed[s.Link] = true
+		}
+	}
 	var errs []error
 	for i := len(r.Journal) - 1; i >= 0; i-- {
 		s := r.Journal[i]
+		if s.Op != opTap && doomed[s.Link] {
+			r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
+			continue
+		}
 		if err := undoStep(h, id, s); err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
 			continue

@@ -146,8 +146,11 @@ type txn struct {
 
 func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
 
-// create records s, runs fn, then marks s done. fn must either create its
+// create records s in the state, runs fn, then marks s done in memory; the
+// next write of the record carries the mark. fn must either create its
 // object completely or leave nothing; on its failure the entry is dropped.
+// An entry left not done by a crash may or may not have its object, and
+// undo handles both.
 func (tx *txn) create(s step, fn func() error) error {
 	tx.rec.Journal = append(tx.rec.Journal, s)
 	last := len(tx.rec.Journal) - 1
@@ -160,7 +163,7 @@ func (tx *txn) create(s step, fn func() error) error {
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	tx.rec.Journal[last].Done = true
-	return tx.save()
+	return nil
 }
 
 // setup runs on a thread inside the sandbox netns.
@@ -179,9 +182,6 @@ func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error)
 			why = append(why, fmt.Sprintf("%s: %s", i.Name, i.Reason))
 		}
 		return nil, fmt.Errorf("%w: no interface to attach (%s); name one with --interfaces", ErrInvalidConfig, strings.Join(why, "; "))
-	}
-	if err := tx.save(); err != nil {
-		return nil, err
 	}
 	taken := map[string]bool{}
 	for _, i := range ifs {

@@ -80,7 +80,7 @@ type setupOutput struct {
 }
 
 func runSetup(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "setup")
+	fs := newFlags("setup")
 	var (
 		cfg          netbridge.Config
 		sf           stateFlags
@@ -98,7 +98,7 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	fs.Var(&group, "tap-group", "gid allowed to open the taps")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
 	sf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(need("netns", cfg.Netns), need("id", cfg.ID), checkOutput(output, "text", "json")); err != nil {
@@ -148,14 +148,14 @@ func printNICs(w io.Writer, nics []netbridge.NIC) {
 }
 
 func runTeardown(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "teardown")
+	fs := newFlags("teardown")
 	var (
 		id string
 		sf stateFlags
 	)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
 	sf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := need("id", id); err != nil {
@@ -167,14 +167,14 @@ func runTeardown(ctx context.Context, e *env, args []string) error {
 }
 
 func runCheck(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "check")
+	fs := newFlags("check")
 	var (
 		id string
 		sf stateFlags
 	)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
 	sf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := need("id", id); err != nil {
@@ -195,7 +195,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 }
 
 func runStatus(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "status")
+	fs := newFlags("status")
 	var (
 		id, output string
 		sf         stateFlags
@@ -203,7 +203,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 	fs.StringVar(&id, "id", "", "show only this sandbox")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
 	sf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := checkOutput(output, "text", "json"); err != nil {
@@ -245,7 +245,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 }
 
 func runDiscover(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "discover")
+	fs := newFlags("discover")
 	var (
 		path, output string
 		ifaces       listFlag
@@ -253,7 +253,7 @@ func runDiscover(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&path, "netns", "", "path of the network namespace (required)")
 	fs.Var(&ifaces, "interfaces", "comma-separated interfaces setup would be told to attach")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(need("netns", path), checkOutput(output, "text", "json")); err != nil {
@@ -322,7 +322,7 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (string, error){
 }
 
 func runRender(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "render")
+	fs := newFlags("render")
 	var (
 		id, target string
 		sf         stateFlags
@@ -330,7 +330,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
 	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline or guest-json")
 	sf.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(need("id", id), need("for", target)); err != nil {
@@ -353,10 +353,10 @@ func runRender(_ context.Context, e *env, args []string) error {
 }
 
 func runProbe(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "probe")
+	fs := newFlags("probe")
 	var output string
 	fs.StringVar(&output, "output", "text", "output format: text or json")
-	if err := parse(fs, args); err != nil {
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	if err := checkOutput(output, "text", "json"); err != nil {
@@ -393,8 +393,8 @@ func yesNo(b bool) string {
 }
 
 func runVersion(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "version")
-	if err := parse(fs, args); err != nil {
+	fs := newFlags("version")
+	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
 	v := version

@@ -140,21 +140,24 @@ Run 'netbridge help <command>' for a command's flags.
 `)
 }
 
-// newFlags returns a flag set for a command that prints its own usage.
-func newFlags(e *env, name string) *flag.FlagSet {
+// newFlags returns a flag set for a command. Parse errors come back as
+// one-line usage errors; -h/--help prints the command's usage (see parse).
+func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		for _, c := range commands {
-			if c.name == name {
-				fmt.Fprintf(e.stdout, "Usage: netbridge %s %s\n\n%s.\n\nFlags:\n", name, c.args, upperFirst(c.summary))
-			}
-		}
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	for _, c := range commands {
+		if c.name == fs.Name() {
+			fmt.Fprintf(w, "Usage: netbridge %s %s\n\n%s.\n\nFlags:\n", c.name, c.args, upperFirst(c.summary))
+		}
+	}
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 func upperFirst(s string) string {
@@ -164,10 +167,12 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// parse parses args, rejecting positional arguments.
-func parse(fs *flag.FlagSet, args []string) error {
+// parse parses args, rejecting positional arguments. On -h or --help it
+// prints the usage to w and returns flag.ErrHelp.
+func parse(w io.Writer, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(w, fs)
 			return err
 		}
 		return usageError{err}
