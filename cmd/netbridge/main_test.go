@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/netbridge/netbridge/test/testnet"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrorsExit2WithOneLine(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"setup"},
+		{"setup", "--id", "x"},
+		{"setup", "--netns", "/run/netns/nope-nb", "--id", "x", "--state-dir", dir},
+		{"setup", "--netns", "/etc/hostname", "--id", "x", "--state-dir", dir},
+		{"setup", "--netns", "/proc/self/ns/net", "--id", "x", "--state-dir", dir},
+		{"setup", "--netns", "/proc/self/ns/net", "--id", "../x", "--state-dir", dir},
+		{"setup", "--netns", "/proc/self/ns/net", "--id", "x", "--output", "yaml"},
+		{"setup", "--netns", "/proc/self/ns/net", "--id", "x", "--queues", "many"},
+		{"teardown"},
+		{"teardown", "--id", "a/b", "--state-dir", dir},
+		{"render", "--id", "x", "--for", "vmware", "--state-dir", dir},
+		{"render", "--id", "x"},
+		{"status", "--output", "xml", "--state-dir", dir},
+		{"check", "--id", "x", "extra"},
+	} {
+		code, out, errs := runCLI(t, args...)
+		if code != exitUsage {
+			t.Errorf("netbridge %q exited %d, want 2 (stdout %q, stderr %q)", args, code, out, errs)
+		}
+		if len(args) > 0 && strings.Count(strings.TrimSpace(errs), "\n") > 0 && !strings.Contains(errs, "Usage") && !strings.Contains(errs, "flag provided") {
+			t.Errorf("netbridge %q: error is not one line: %q", args, errs)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"help", "setup"}, {"setup", "--help"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != exitOK || !strings.Contains(out, "Usage") {
+			t.Errorf("netbridge %q = %d, %q; want 0 and usage", args, code, out)
+		}
+	}
+	_, out, _ := runCLI(t, "help", "setup")
+	for _, f := range []string{"-netns", "-id", "-model", "-queues", "-vhost", "-interfaces", "-output", "-state-dir"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("setup help lacks %s", f)
+		}
+	}
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "netbridge ") {
+		t.Errorf("version = %d %q", code, out)
+	}
+}
+
+func TestOperationalErrorsExit1(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, errs := runCLI(t, "check", "--id", "unknown", "--state-dir", dir); code != exitFail || !strings.Contains(errs, "no such sandbox") {
+		t.Errorf("check of an unknown id = %d %q, want 1 and 'no such sandbox'", code, errs)
+	}
+	if code, _, errs := runCLI(t, "render", "--id", "unknown", "--for", "qemu", "--state-dir", dir); code != exitFail {
+		t.Errorf("render of an unknown id = %d %q, want 1", code, errs)
+	}
+	if code, _, _ := runCLI(t, "teardown", "--id", "unknown", "--state-dir", dir); code != exitOK {
+		t.Errorf("teardown of an unknown id = %d, want 0", code)
+	}
+}
+
+func TestSetupJSONContract(t *testing.T) {
+	node, pod := testnet.NewNS(t), testnet.NewNS(t)
+	testnet.VethPair(t, node, pod, "veth0", "eth0", 0)
+	testnet.AddAddr(t, node, "veth0", "198.51.100.1/24")
+	testnet.AddAddr(t, pod, "eth0", "198.51.100.2/24")
+	testnet.AddRoute(t, pod, "eth0", "0.0.0.0/0", "198.51.100.1")
+	dir := t.TempDir()
+	before := testnet.Snapshot(t, pod)
+
+	code, out, errs := runCLI(t, "setup", "--netns", pod.Path(), "--id", "cli-1", "--state-dir", dir, "--output", "json")
+	if code != 0 {
+		t.Fatalf("setup = %d: %s", code, errs)
+	}
+	t.Cleanup(func() { runCLI(t, "teardown", "--id", "cli-1", "--state-dir", dir) })
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("setup --output json is not JSON: %v\n%s", err, out)
+	}
+	for _, k := range []string{"id", "netns", "model", "nics", "qemu", "kernel_cmdline"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("setup JSON lacks %q", k)
+		}
+	}
+	nic := got["nics"].([]any)[0].(map[string]any)
+	for _, k := range []string{"name", "kind", "tap", "guest_mac", "mtu", "queues", "addresses", "routes", "neighbors"} {
+		if _, ok := nic[k]; !ok {
+			t.Errorf("NIC JSON lacks %q", k)
+		}
+	}
+	if got["kernel_cmdline"] != "ip=198.51.100.2::198.51.100.1:255.255.255.0::eth0:off" {
+		t.Errorf("kernel_cmdline = %q", got["kernel_cmdline"])
+	}
+	qemu := got["qemu"].([]any)
+	if len(qemu) != 4 || qemu[0] != "-netdev" || qemu[2] != "-device" {
+		t.Errorf("qemu = %q", qemu)
+	}
+
+	for _, c := range []struct{ target, want string }{
+		{"qemu", "-netdev tap,id=net-eth0,ifname=nb-eth0,script=no,downscript=no -device virtio-net-pci,id=nic-eth0"},
+		{"kernel-cmdline", "ip=198.51.100.2::198.51.100.1:255.255.255.0::eth0:off"},
+		{"guest-json", `"addresses": [`},
+	} {
+		code, out, errs := runCLI(t, "render", "--id", "cli-1", "--for", c.target, "--state-dir", dir)
+		if code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("render --for %s = %d %q %q; want it to contain %q", c.target, code, out, errs, c.want)
+		}
+	}
+	if code, out, _ := runCLI(t, "check", "--id", "cli-1", "--state-dir", dir); code != 0 || !strings.Contains(out, "intact") {
+		t.Errorf("check = %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "status", "--state-dir", dir); code != 0 || !strings.Contains(out, "cli-1: ready") {
+		t.Errorf("status = %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "status", "--id", "cli-1", "--output", "json", "--state-dir", dir); code != 0 || !strings.Contains(out, `"phase": "ready"`) {
+		t.Errorf("status --output json = %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "discover", "--netns", pod.Path(), "--output", "json"); code != 0 || !strings.Contains(out, `"nb-eth0"`) {
+		t.Errorf("discover = %d %q", code, out)
+	}
+	testnet.Exec(t, pod, "ip", "link", "del", "nb-eth0")
+	if code, out, _ := runCLI(t, "check", "--id", "cli-1", "--state-dir", dir); code != exitFail || !strings.Contains(out, "problem: nb-eth0") {
+		t.Errorf("check of broken wiring = %d %q, want 1 and a problem line", code, out)
+	}
+	for range 2 {
+		if code, _, errs := runCLI(t, "teardown", "--id", "cli-1", "--state-dir", dir); code != 0 {
+			t.Fatalf("teardown = %d %s", code, errs)
+		}
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("after teardown:\n%s", d)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	testnet.RequireRoot(t)
+	code, out, errs := runCLI(t, "probe", "--output", "json")
+	if code != 0 {
+		t.Fatalf("probe = %d %s", code, errs)
+	}
+	var got struct {
+		Features []struct {
+			Name      string `json:"name"`
+			Available bool   `json:"available"`
+		} `json:"features"`
+		Models []struct {
+			Model string `json:"model"`
+			Works bool   `json:"works"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Features) != 9 || len(got.Models) == 0 || got.Models[0].Model != "tcfilter" || !got.Models[0].Works {
+		t.Errorf("probe = %+v", got)
+	}
+}
