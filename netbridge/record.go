@@ -80,6 +80,9 @@ func readRecord(st *state.Store, id string) (*record, error) {
 	if r.Version != recordVersion {
 		return nil, fmt.Errorf("state of sandbox %q in %s has version %d; this netbridge reads version %d", id, st.Dir(), r.Version, recordVersion)
 	}
+	if r.Sandbox.ID != id {
+		return nil, fmt.Errorf("state file of sandbox %q in %s records sandbox %q; remove the file if it was copied there", id, st.Dir(), r.Sandbox.ID)
+	}
 	return &r, nil
 }
 
