@@ -147,18 +147,21 @@ func printNICs(w io.Writer, nics []netbridge.NIC) {
 	tw.Flush()
 }
 
-func runTeardown(ctx context.Context, e *env, args []string) error {
-	fs := newFlags("teardown")
-	var (
-		id string
-		sf stateFlags
-	)
+// idFlags parses the flags of a command that acts on one recorded sandbox:
+// --id (required), --state-dir and --timeout.
+func idFlags(e *env, name string, args []string) (id string, sf stateFlags, err error) {
+	fs := newFlags(name)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
 	sf.register(fs)
 	if err := parse(e.stdout, fs, args); err != nil {
-		return err
+		return "", sf, err
 	}
-	if err := need("id", id); err != nil {
+	return id, sf, need("id", id)
+}
+
+func runTeardown(ctx context.Context, e *env, args []string) error {
+	id, sf, err := idFlags(e, "teardown", args)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := sf.context(ctx)
@@ -167,22 +170,13 @@ func runTeardown(ctx context.Context, e *env, args []string) error {
 }
 
 func runCheck(ctx context.Context, e *env, args []string) error {
-	fs := newFlags("check")
-	var (
-		id string
-		sf stateFlags
-	)
-	fs.StringVar(&id, "id", "", "sandbox id (required)")
-	sf.register(fs)
-	if err := parse(e.stdout, fs, args); err != nil {
-		return err
-	}
-	if err := need("id", id); err != nil {
+	id, sf, err := idFlags(e, "check", args)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	err := netbridge.Check(ctx, sf.stateDir, id)
+	err = netbridge.Check(ctx, sf.stateDir, id)
 	var ce *netbridge.CheckError
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {

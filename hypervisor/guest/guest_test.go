@@ -3,7 +3,6 @@ package guest
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"net"
 	"net/netip"
 	"os"
@@ -14,32 +13,8 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the testdata/*.golden files from the current output")
-
-// checkGolden compares got with testdata/<name>.golden, or rewrites that file
-// when -update is set.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended)\n--- got:\n%s--- want:\n%s", path, got, want)
-	}
-}
 
 func mac(t testing.TB, s string) netbridge.MAC {
 	t.Helper()
@@ -152,7 +127,7 @@ func TestKernelIPGolden(t *testing.T) {
 			} else {
 				out = got + "\n"
 			}
-			checkGolden(t, "kernelip_"+name, []byte(out))
+			golden.Check(t, "kernelip_"+name, []byte(out))
 		})
 	}
 }
@@ -243,7 +218,7 @@ func TestJSONGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "json_"+name, got)
+			golden.Check(t, "json_"+name, got)
 
 			// The document parses back to what NewDocument built.
 			want, err := NewDocument(s)

@@ -3,44 +3,18 @@ package qemu
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the testdata/*.golden files from the current output")
-
-// checkGolden compares got with testdata/<name>.golden, or rewrites that file
-// when -update is set.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended)\n--- got:\n%s--- want:\n%s", path, got, want)
-	}
-}
 
 // render formats args one flag/value pair per line, shell-quoted.
 func render(args []string) []byte {
@@ -155,7 +129,7 @@ func TestByNameGolden(t *testing.T) {
 					t.Errorf("DeviceID(%d) = %q, want %q", i, got, want)
 				}
 			}
-			checkGolden(t, "byname_"+tt.name, render(args))
+			golden.Check(t, "byname_"+tt.name, render(args))
 		})
 	}
 }
@@ -400,7 +374,7 @@ func TestByFDGolden(t *testing.T) {
 					}
 				}
 			}
-			checkGolden(t, "byfd_"+tt.name, render(args))
+			golden.Check(t, "byfd_"+tt.name, render(args))
 		})
 	}
 }

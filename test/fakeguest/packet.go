@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/netbridge/netbridge/test/inet"
 )
 
 // Ethernet, ARP, IPv4, IPv6 and ICMP constants used by the guest.
@@ -47,25 +49,8 @@ const (
 
 var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
-// checksum returns the Internet checksum (RFC 1071) of the concatenation of
-// the given byte slices; odd-length slices other than the last are treated
-// as if padded, which callers avoid.
-func checksum(parts ...[]byte) uint16 {
-	var sum uint32
-	for _, b := range parts {
-		for len(b) >= 2 {
-			sum += uint32(b[0])<<8 | uint32(b[1])
-			b = b[2:]
-		}
-		if len(b) == 1 {
-			sum += uint32(b[0]) << 8
-		}
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
+// checksum is the Internet checksum of the concatenated parts.
+func checksum(parts ...[]byte) uint16 { return inet.Checksum(parts...) }
 
 // icmp6Checksum is the ICMPv6 checksum of msg (with its checksum field as
 // it is) over the IPv6 pseudo-header of src, dst (RFC 8200 section 8.1).

@@ -1,6 +1,10 @@
 package testnet
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/netbridge/netbridge/test/inet"
+)
 
 func TestDiff(t *testing.T) {
 	for _, tc := range []struct {
@@ -41,14 +45,14 @@ func TestHandleString(t *testing.T) {
 
 func TestEchoRequestChecksum(t *testing.T) {
 	m := echoRequest(false, 0x1234, 7, []byte("hello, world"))
-	if inetChecksum(m) != 0 {
+	if inet.Checksum(m) != 0 {
 		t.Fatalf("checksum of built echo request does not verify: % x", m)
 	}
 	// A reply is the request with type 0; fix the checksum like a peer would.
 	r := append([]byte(nil), m...)
 	r[0] = 0
 	r[2], r[3] = 0, 0
-	c := inetChecksum(r)
+	c := inet.Checksum(r)
 	r[2], r[3] = byte(c>>8), byte(c)
 	ip := append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2}, r...)
 	if !isEchoReply(false, ip, 0x1234, 7, []byte("hello, world")) {

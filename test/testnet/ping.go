@@ -13,6 +13,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/test/inet"
 )
 
 // ErrNoReply is wrapped by the error [Ping] returns when no matching echo
@@ -177,7 +179,7 @@ func echoRequest(v6 bool, id, seq uint16, payload []byte) []byte {
 	binary.BigEndian.PutUint16(m[6:], seq)
 	copy(m[8:], payload)
 	if !v6 {
-		binary.BigEndian.PutUint16(m[2:], inetChecksum(m))
+		binary.BigEndian.PutUint16(m[2:], inet.Checksum(m))
 	}
 	return m
 }
@@ -198,7 +200,7 @@ func isEchoReply(v6 bool, pkt []byte, id, maxSeq uint16, payload []byte) bool {
 			return false
 		}
 		pkt = pkt[ihl:]
-		if inetChecksum(pkt) != 0 {
+		if inet.Checksum(pkt) != 0 {
 			return false
 		}
 	}
@@ -207,20 +209,4 @@ func isEchoReply(v6 bool, pkt []byte, id, maxSeq uint16, payload []byte) bool {
 	}
 	seq := binary.BigEndian.Uint16(pkt[6:])
 	return binary.BigEndian.Uint16(pkt[4:]) == id && seq >= 1 && seq <= maxSeq && bytes.Equal(pkt[8:], payload)
-}
-
-// inetChecksum is the Internet checksum (RFC 1071) of b.
-func inetChecksum(b []byte) uint16 {
-	var sum uint32
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
