@@ -44,8 +44,15 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
+HOOKSDIR  ?= $(PREFIX)/share/containers/oci/hooks.d
+
+# Installs the binary and two containers hooks.d entries (podman, CRI-O):
+# setup at prestart and teardown at poststop, for pod sandboxes only.
 install: build
 	install -D -m 0755 $(BIN)/netbridge $(DESTDIR)$(PREFIX)/bin/netbridge
+	install -d -m 0755 $(DESTDIR)$(HOOKSDIR)
+	$(BIN)/netbridge hooks-config --binary $(PREFIX)/bin/netbridge --stage prestart > $(DESTDIR)$(HOOKSDIR)/50-netbridge-prestart.json
+	$(BIN)/netbridge hooks-config --binary $(PREFIX)/bin/netbridge --stage poststop > $(DESTDIR)$(HOOKSDIR)/50-netbridge-poststop.json
 
 clean:
 	rm -rf $(BIN)

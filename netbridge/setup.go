@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -32,6 +33,8 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	log := loggerFrom(ctx).With("id", cfg.ID)
 	m, vhost, err := resolve(&cfg)
 	if err != nil {
 		return nil, err
@@ -60,6 +63,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		if old.Phase == phaseReady && old.NetnsID == n.ID() && old.Request.equal(req) {
 			sb, err := reuse(n, old, cfg)
 			if err == nil {
+				log.Info("already set up; nothing to do", "netns", cfg.Netns, "elapsed", time.Since(start))
 				return sb, nil
 			}
 			if !errors.Is(err, errBroken) {
@@ -69,6 +73,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		if err := undoRecord(st, cfg.ID, old); err != nil {
 			return nil, fmt.Errorf("undoing the earlier setup of sandbox %q before setting it up again: %w", cfg.ID, err)
 		}
+		log.Info("undid an earlier setup (interrupted, damaged or set up differently)", "phase", old.Phase, "elapsed", time.Since(start))
 	}
 
 	rec := &record{
@@ -86,9 +91,10 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return fmt.Errorf("opening netlink: %w", err)
 		}
 		defer h.Close()
-		tx := &txn{h: h, st: st, rec: rec, id: cfg.ID}
+		tx := &txn{h: h, st: st, rec: rec, id: cfg.ID, log: log, start: start}
 		sb, err = tx.setup(ctx, cfg, m)
 		if err != nil {
+			log.Warn("setup failed; rolling back", "error", err, "elapsed", time.Since(start))
 			if uerr := rec.undo(h, cfg.ID); uerr != nil {
 				// Keep what could not be undone for the next teardown.
 				_ = st.Write(cfg.ID, rec)
@@ -103,6 +109,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up sandbox %q in netns %q: %w", cfg.ID, cfg.Netns, err)
 	}
+	log.Info("set up", "netns", cfg.Netns, "model", sb.Model, "nics", len(sb.NICs), "elapsed", time.Since(start))
 	return sb, nil
 }
 
@@ -138,10 +145,13 @@ func resolve(cfg *Config) (model, bool, error) {
 
 // txn creates objects in a sandbox netns, journaling each before it exists.
 type txn struct {
-	h   *netlink.Handle
-	st  *state.Store
-	rec *record
-	id  string
+	h     *netlink.Handle
+	st    *state.Store
+	rec   *record
+	id    string
+	ctx   context.Context
+	log   *slog.Logger
+	start time.Time
 }
 
 func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
@@ -152,6 +162,11 @@ func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
 // An entry left not done by a crash may or may not have its object, and
 // undo handles both.
 func (tx *txn) create(s step, fn func() error) error {
+	if tx.ctx != nil {
+		if err := tx.ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
 	tx.rec.Journal = append(tx.rec.Journal, s)
 	last := len(tx.rec.Journal) - 1
 	if err := tx.save(); err != nil {
@@ -163,11 +178,13 @@ func (tx *txn) create(s step, fn func() error) error {
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	tx.rec.Journal[last].Done = true
+	tx.log.Debug("done", "step", s.String(), "elapsed", time.Since(tx.start))
 	return nil
 }
 
 // setup runs on a thread inside the sandbox netns.
 func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error) {
+	tx.ctx = ctx
 	ifs, err := discover(tx.h)
 	if err != nil {
 		return nil, err
@@ -211,6 +228,7 @@ func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error)
 			closeNICs(sb.NICs)
 			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
 		}
+		tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", m.name(), "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
 	}
 	tx.rec.Phase = phaseReady
 	if err := tx.save(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -24,6 +25,8 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 	if err := state.ValidateID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	start := time.Now()
+	log := loggerFrom(ctx).With("id", id)
 	st, err := state.Open(state.Dir(stateDir))
 	if err != nil {
 		return err
@@ -34,12 +37,18 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 	}
 	defer st.Release(lock, id)
 	rec, err := readRecord(st, id)
-	if err != nil || rec == nil {
+	if err != nil {
 		return err
 	}
+	if rec == nil {
+		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir(), "elapsed", time.Since(start))
+		return nil
+	}
+	objects := len(rec.Journal)
 	if err := undoRecord(st, id, rec); err != nil {
 		return fmt.Errorf("tearing down sandbox %q: %w", id, err)
 	}
+	log.Info("torn down", "netns", rec.Sandbox.Netns, "objects", objects, "elapsed", time.Since(start))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -27,12 +28,10 @@ type stateFlags struct {
 	timeout  time.Duration
 }
 
-func (s *stateFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}) {
+// register adds --state-dir and --timeout (with the given default).
+func (s *stateFlags) register(fs *flag.FlagSet, timeout time.Duration) {
 	fs.StringVar(&s.stateDir, "state-dir", "", "state directory (default $NETBRIDGE_STATE_DIR, else /run/netbridge)")
-	fs.DurationVar(&s.timeout, "timeout", time.Minute, "give up after this long, including the wait for another netbridge working on the same id")
+	fs.DurationVar(&s.timeout, "timeout", timeout, "give up after this long, including the wait for another netbridge working on the same id")
 }
 
 func (s *stateFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -79,32 +78,51 @@ type setupOutput struct {
 	KernelCmdline string   `json:"kernel_cmdline"`
 }
 
+// setupFlags are the flags that shape a setup, shared by setup and hook.
+type setupFlags struct {
+	cfg          netbridge.Config
+	ifaces       listFlag
+	owner, group idFlag
+}
+
+func (f *setupFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.cfg.Model, "model", netbridge.ModelTCFilter, "how each interface is connected to its tap: "+strings.Join(netbridge.Models, ", "))
+	fs.IntVar(&f.cfg.Queues, "queues", 1, "queues per tap (multi-queue virtio-net when > 1)")
+	fs.StringVar(&f.cfg.Vhost, "vhost", netbridge.VhostOff, "use vhost-net: on, off or auto")
+	fs.Var(&f.ifaces, "interfaces", "comma-separated interfaces to attach (default: every supported interface with an address)")
+	fs.Var(&f.owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
+	fs.Var(&f.group, "tap-group", "gid allowed to open the taps")
+}
+
+// config returns the setup configuration, with the state directory.
+func (f *setupFlags) config(stateDir string) netbridge.Config {
+	c := f.cfg
+	c.Interfaces, c.TapOwner, c.TapGroup, c.StateDir = f.ifaces, f.owner.v, f.group.v, stateDir
+	return c
+}
+
 func runSetup(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("setup")
 	var (
-		cfg          netbridge.Config
-		sf           stateFlags
-		ifaces       listFlag
-		owner, group idFlag
-		output       string
+		setup     setupFlags
+		sf        stateFlags
+		netnsPath string
+		id        string
+		output    string
 	)
-	fs.StringVar(&cfg.Netns, "netns", "", "path of the sandbox network namespace (required), e.g. /run/netns/NAME or /proc/PID/ns/net")
-	fs.StringVar(&cfg.ID, "id", "", "sandbox id (required): letters, digits, '_', '.', '-', at most 128 bytes")
-	fs.StringVar(&cfg.Model, "model", netbridge.ModelTCFilter, "how each interface is connected to its tap: "+strings.Join(netbridge.Models, ", "))
-	fs.IntVar(&cfg.Queues, "queues", 1, "queues per tap (multi-queue virtio-net when > 1)")
-	fs.StringVar(&cfg.Vhost, "vhost", netbridge.VhostOff, "use vhost-net: on, off or auto")
-	fs.Var(&ifaces, "interfaces", "comma-separated interfaces to attach (default: every supported interface with an address)")
-	fs.Var(&owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
-	fs.Var(&group, "tap-group", "gid allowed to open the taps")
+	fs.StringVar(&netnsPath, "netns", "", "path of the sandbox network namespace (required), e.g. /run/netns/NAME or /proc/PID/ns/net")
+	fs.StringVar(&id, "id", "", "sandbox id (required): letters, digits, '_', '.', '-', at most 128 bytes")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
-	sf.register(fs)
+	setup.register(fs)
+	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
-	if err := errors.Join(need("netns", cfg.Netns), need("id", cfg.ID), checkOutput(output, "text", "json")); err != nil {
+	if err := errors.Join(need("netns", netnsPath), need("id", id), checkOutput(output, "text", "json")); err != nil {
 		return err
 	}
-	cfg.Interfaces, cfg.TapOwner, cfg.TapGroup, cfg.StateDir = ifaces, owner.v, group.v, sf.stateDir
+	cfg := setup.config(sf.stateDir)
+	cfg.ID, cfg.Netns = id, netnsPath
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
 	sb, err := netbridge.Setup(ctx, cfg)
@@ -152,7 +170,7 @@ func printNICs(w io.Writer, nics []netbridge.NIC) {
 func idFlags(e *env, name string, args []string) (id string, sf stateFlags, err error) {
 	fs := newFlags(name)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
-	sf.register(fs)
+	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return "", sf, err
 	}
@@ -196,7 +214,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 	)
 	fs.StringVar(&id, "id", "", "show only this sandbox")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
-	sf.register(fs)
+	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
@@ -323,7 +341,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 	)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
 	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline or guest-json")
-	sf.register(fs)
+	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}

@@ -45,12 +45,15 @@ func init() {
 		{"discover", "--netns PATH [--interfaces LIST] [--output text|json]", "show what setup would attach; changes nothing", runDiscover},
 		{"render", "--id ID --for qemu|kernel-cmdline|guest-json", "print hypervisor or guest configuration", runRender},
 		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
+		{"hook", "prestart|createRuntime|poststop [--state-dir DIR] [--log-file FILE] [--timeout D] [setup flags]", "run as an OCI runtime hook (container state on stdin)", runHook},
+		{"hooks-config", "[--binary PATH] [--stage prestart|createRuntime|poststop] [--timeout S] [-- setup flags]", "print a containers hooks.d entry for the hook", runHooksConfig},
 		{"version", "", "print the version", runVersion},
 	}
 }
 
 // env is what a command writes to.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -60,10 +63,16 @@ type usageError struct{ err error }
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
+// loggedError is an error whose one-line report has been logged already.
+type loggedError struct{ err error }
+
+func (l loggedError) Error() string { return l.err.Error() }
+func (l loggedError) Unwrap() error { return l.err }
+
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr}))
+	os.Exit(run(context.Background(), os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
 }
 
 func run(ctx context.Context, args []string, e *env) int {
@@ -84,6 +93,10 @@ func run(ctx context.Context, args []string, e *env) int {
 		err := c.run(ctx, e, args[1:])
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
+		}
+		var logged loggedError
+		if errors.As(err, &logged) {
+			return exitCode(logged.err) // its one line is in the log already
 		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "netbridge %s: %v\n", c.name, oneLine(err))
@@ -126,7 +139,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Typical use, as root, after CNI has configured the netns:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -172,5 +174,70 @@ func TestProbe(t *testing.T) {
 	}
 	if len(got.Features) != 9 || len(got.Models) == 0 || got.Models[0].Model != "tcfilter" || !got.Models[0].Works {
 		t.Errorf("probe = %+v", got)
+	}
+}
+
+func runCLIStdin(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestHookSetupAndPoststop(t *testing.T) {
+	node, pod := testnet.NewNS(t), testnet.NewNS(t)
+	testnet.VethPair(t, node, pod, "veth0", "eth0", 0)
+	testnet.AddAddr(t, pod, "eth0", "198.51.100.2/24")
+	before := testnet.Snapshot(t, pod)
+	dir, bundle := t.TempDir(), t.TempDir()
+	config := `{"annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"hooksb"},
+		"linux":{"namespaces":[{"type":"network","path":"` + pod.Path() + `"}]}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(t.TempDir(), "hook.log")
+	state := `{"ociVersion":"1.0.2-dev","id":"ctr1","status":"creating","pid":1,"bundle":"` + bundle + `"}`
+	t.Cleanup(func() { runCLI(t, "teardown", "--id", "hooksb", "--state-dir", dir) })
+
+	// A deadline that has passed: nothing is done, exit 1, one error line.
+	code, _, errs := runCLIStdin(t, state, "hook", "prestart", "--state-dir", dir, "--timeout", "1ns")
+	if code != exitFail || strings.Count(errs, "level=ERROR") != 1 || !strings.Contains(errs, "deadline") {
+		t.Errorf("hook with an expired deadline = %d %q, want 1 and one ERROR line about the deadline", code, errs)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("an expired hook changed the netns:\n%s", d)
+	}
+
+	for range 2 { // a hook called twice
+		code, _, errs = runCLIStdin(t, state, "hook", "prestart", "--state-dir", dir, "--log-file", logFile)
+		if code != 0 {
+			t.Fatalf("hook prestart = %d: %s", code, errs)
+		}
+	}
+	if !strings.Contains(errs, "already set up") {
+		t.Errorf("second hook call did not say it had nothing to do: %q", errs)
+	}
+	if code, _, _ := runCLI(t, "check", "--id", "hooksb", "--state-dir", dir); code != 0 {
+		t.Errorf("check after the hook = %d", code)
+	}
+	// poststop: no pid, status stopped.
+	code, _, errs = runCLIStdin(t, `{"ociVersion":"1.0.2-dev","id":"ctr1","status":"stopped","bundle":"`+bundle+`"}`, "hook", "poststop", "--state-dir", dir, "--log-file", logFile)
+	if code != 0 || !strings.Contains(errs, "torn down") {
+		t.Fatalf("hook poststop = %d %q", code, errs)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("after poststop:\n%s", d)
+	}
+	log, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"stage=prestart", "msg=wired", "interface=eth0", "id=hooksb", "elapsed=", "stage=poststop", `msg="torn down"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("hook log lacks %q:\n%s", want, log)
+		}
+	}
+	if code, _, errs := runCLIStdin(t, "{", "hook", "prestart", "--state-dir", dir); code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("hook with malformed state = %d %q, want 2 and one line", code, errs)
 	}
 }

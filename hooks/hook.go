@@ -1,0 +1,181 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/netbridge/netbridge/netbridge"
+)
+
+// Stages.
+const (
+	StagePrestart      = "prestart"
+	StageCreateRuntime = "createRuntime"
+	StagePoststop      = "poststop"
+)
+
+// CRI annotations.
+const (
+	// Sandbox ids, CRI-O's and containerd's.
+	AnnotationCRIOSandboxID       = "io.kubernetes.cri-o.SandboxID"
+	AnnotationContainerdSandboxID = "io.kubernetes.cri.sandbox-id"
+	// Container types, whose value is "sandbox" or "container".
+	AnnotationCRIOContainerType       = "io.kubernetes.cri-o.ContainerType"
+	AnnotationContainerdContainerType = "io.kubernetes.cri.container-type"
+)
+
+// Library is what a hook needs of netbridge; tests substitute a fake.
+type Library interface {
+	Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error)
+	Teardown(ctx context.Context, stateDir, id string) error
+}
+
+// libraryFuncs is the real library.
+type libraryFuncs struct{}
+
+func (libraryFuncs) Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error) {
+	return netbridge.Setup(ctx, cfg)
+}
+func (libraryFuncs) Teardown(ctx context.Context, stateDir, id string) error {
+	return netbridge.Teardown(ctx, stateDir, id)
+}
+
+// Netbridge is the real library.
+var Netbridge Library = libraryFuncs{}
+
+// Hook is one invocation of the hook.
+type Hook struct {
+	// Stage is the OCI hook stage the runtime called the hook for.
+	Stage string
+	// Setup is the configuration for setup stages; ID and Netns are filled
+	// in from the state. StateDir is also used by poststop.
+	Setup netbridge.Config
+	// Log receives one line per step. Nil discards.
+	Log *slog.Logger
+	// Lib is the library; nil means Netbridge.
+	Lib Library
+}
+
+// Target is what a state resolves to.
+type Target struct {
+	// SandboxID is the id netbridge records the sandbox under.
+	SandboxID string
+	// Netns is the sandbox netns path; empty for poststop.
+	Netns string
+	// Skip, when non-empty, says why the hook does nothing for this
+	// container.
+	Skip string
+}
+
+// Resolve works out, from the state and the bundle's config.json, which
+// sandbox and netns the call is about. It reads config.json and nothing of
+// the container's own filesystem, and never enters the container's mount
+// namespace.
+func Resolve(stage string, st *specs.State) (Target, error) {
+	cfg, err := readBundle(st.Bundle)
+	if err != nil {
+		return Target{}, err
+	}
+	ann := func(key string) string {
+		if v := st.Annotations[key]; v != "" {
+			return v
+		}
+		if cfg != nil {
+			return cfg.Annotations[key]
+		}
+		return ""
+	}
+	t := Target{SandboxID: st.ID}
+	for _, k := range []string{AnnotationContainerdSandboxID, AnnotationCRIOSandboxID} {
+		if v := ann(k); v != "" {
+			t.SandboxID = v
+			break
+		}
+	}
+	for _, k := range []string{AnnotationContainerdContainerType, AnnotationCRIOContainerType} {
+		if v := ann(k); v != "" && v != "sandbox" {
+			t.Skip = fmt.Sprintf("container %q is of type %q, not a pod sandbox (annotation %s)", st.ID, v, k)
+			return t, nil
+		}
+	}
+	if stage == StagePoststop {
+		return t, nil // teardown needs only the id; the netns may be gone
+	}
+	path, found := cfg.networkNamespace()
+	switch {
+	case path != "":
+		t.Netns = path
+	case cfg != nil && !found:
+		t.Skip = fmt.Sprintf("container %q has no network namespace of its own (it shares the runtime's)", st.ID)
+	case st.Pid > 0:
+		t.Netns = fmt.Sprintf("/proc/%d/ns/net", st.Pid)
+	case cfg == nil:
+		return Target{}, fmt.Errorf("%w: the bundle %q has no config.json and the state has no pid: cannot find the network namespace", ErrBadInput, st.Bundle)
+	default:
+		return Target{}, fmt.Errorf("%w: config.json of %q names no network namespace path and the state has no pid", ErrBadInput, st.ID)
+	}
+	return t, nil
+}
+
+// Run performs the hook: it parses the state from stdin and sets up,
+// tears down, or ignores the stage. It returns an error that names the step
+// that failed; on a setup failure (including the context's deadline) what
+// was done is rolled back by the library.
+func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
+	start := time.Now()
+	log := h.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lib := h.Lib
+	if lib == nil {
+		lib = Netbridge
+	}
+	log = log.With("stage", h.Stage)
+	switch h.Stage {
+	case StagePrestart, StageCreateRuntime, StagePoststop:
+	default:
+		log.Info("stage ignored: netbridge acts on prestart, createRuntime and poststop")
+		return nil
+	}
+	st, err := ParseState(stdin)
+	if err != nil {
+		return err
+	}
+	t, err := Resolve(h.Stage, st)
+	if err != nil {
+		return err
+	}
+	log = log.With("id", t.SandboxID)
+	if t.Skip != "" {
+		log.Info("nothing to do: " + t.Skip)
+		return nil
+	}
+	ctx = netbridge.ContextWithLogger(ctx, log)
+	if h.Stage == StagePoststop {
+		if err := lib.Teardown(ctx, h.Setup.StateDir, t.SandboxID); err != nil {
+			return fmt.Errorf("poststop: %w", err)
+		}
+		return nil
+	}
+	cfg := h.Setup
+	cfg.ID, cfg.Netns, cfg.HoldFDs = t.SandboxID, t.Netns, false
+	log.Info("setting up", "netns", t.Netns, "pid", st.Pid, "status", st.Status, "elapsed", time.Since(start))
+	sb, err := lib.Setup(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s: deadline exceeded, what was done is rolled back: %w", h.Stage, err)
+		}
+		return fmt.Errorf("%s: %w", h.Stage, err)
+	}
+	for _, nic := range sb.NICs {
+		log.Info("ready", "interface", nic.Name, "tap", nic.Tap, "guest_mac", nic.GuestMAC.String())
+	}
+	return nil
+}
