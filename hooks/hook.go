@@ -152,12 +152,13 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
+	// The library adds the id to its own lines.
+	ctx = netbridge.ContextWithLogger(ctx, log)
 	log = log.With("id", t.SandboxID)
 	if t.Skip != "" {
 		log.Info("nothing to do: " + t.Skip)
 		return nil
 	}
-	ctx = netbridge.ContextWithLogger(ctx, log)
 	if h.Stage == StagePoststop {
 		if err := lib.Teardown(ctx, h.Setup.StateDir, t.SandboxID); err != nil {
 			return fmt.Errorf("poststop: %w", err)
