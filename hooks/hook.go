@@ -82,6 +82,11 @@ func Resolve(stage string, st *specs.State) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
+	return resolve(stage, st, cfg)
+}
+
+// resolve is Resolve with config.json already read (nil when missing).
+func resolve(stage string, st *specs.State, cfg *bundleConfig) (Target, error) {
 	ann := func(key string) string {
 		if v := st.Annotations[key]; v != "" {
 			return v

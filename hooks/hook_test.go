@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,9 +187,9 @@ func TestHooksConfig(t *testing.T) {
 	}
 }
 
-// FuzzParseState feeds arbitrary stdin to the hook's state parser and the
-// bundle reader: errors are fine, panics are not, and a state it accepts
-// has an id.
+// FuzzParseState feeds arbitrary stdin and config.json to the hook's
+// parsers: errors are fine, panics are not, and a state it accepts has an
+// id and resolves to a sandbox id. It works in memory to stay fast.
 func FuzzParseState(f *testing.F) {
 	for _, s := range []string{
 		`{"ociVersion":"1.0.2-dev","id":"c1","status":"creating","pid":4242,"bundle":"/b","annotations":{}}`,
@@ -197,22 +198,22 @@ func FuzzParseState(f *testing.F) {
 		f.Add([]byte(s), []byte(netnsConfig))
 	}
 	f.Add([]byte(`{"id":"a","bundle":"/b"}`), []byte(badConfig))
+	f.Add([]byte(`{"id":"a","pid":3,"bundle":"/b"}`), []byte(appConfig))
 	f.Fuzz(func(t *testing.T, state, config []byte) {
-		st, err := ParseState(strings.NewReader(string(state)))
+		st, err := ParseState(bytes.NewReader(state))
 		if err != nil {
 			return
 		}
 		if st.ID == "" {
 			t.Fatal("accepted a state without an id")
 		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600); err != nil {
-			t.Fatal(err)
+		cfg, err := parseBundleConfig(bytes.NewReader(config))
+		if err != nil {
+			cfg = nil
 		}
-		st.Bundle = dir
 		for _, stage := range []string{StagePrestart, StagePoststop} {
-			if tg, err := Resolve(stage, st); err == nil && tg.Skip == "" && tg.SandboxID == "" {
-				t.Fatalf("Resolve gave no sandbox id for %q", state)
+			if tg, err := resolve(stage, st, cfg); err == nil && tg.Skip == "" && (tg.SandboxID == "" || stage == StagePrestart && tg.Netns == "") {
+				t.Fatalf("resolve(%s) = %+v for %q", stage, tg, state)
 			}
 		}
 	})

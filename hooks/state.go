@@ -79,9 +79,17 @@ func readBundle(bundle string) (*bundleConfig, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	defer f.Close()
-	var c bundleConfig
-	if err := json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&c); err != nil {
+	c, err := parseBundleConfig(io.LimitReader(f, 64<<20))
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not an OCI config: %w", ErrBadInput, path, err)
+	}
+	return c, nil
+}
+
+func parseBundleConfig(r io.Reader) (*bundleConfig, error) {
+	var c bundleConfig
+	if err := json.NewDecoder(r).Decode(&c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }

@@ -77,13 +77,21 @@ func readRecord(st *state.Store, id string) (*record, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	if r.Version != recordVersion {
-		return nil, fmt.Errorf("state of sandbox %q in %s has version %d; this netbridge reads version %d", id, st.Dir(), r.Version, recordVersion)
-	}
-	if r.Sandbox.ID != id {
-		return nil, fmt.Errorf("state file of sandbox %q in %s records sandbox %q; remove the file if it was copied there", id, st.Dir(), r.Sandbox.ID)
+	if err := r.validate(id); err != nil {
+		return nil, fmt.Errorf("state of sandbox %q in %s: %w", id, st.Dir(), err)
 	}
 	return &r, nil
+}
+
+// validate checks a decoded record of sandbox id.
+func (r *record) validate(id string) error {
+	if r.Version != recordVersion {
+		return fmt.Errorf("record version %d; this netbridge reads version %d", r.Version, recordVersion)
+	}
+	if r.Sandbox.ID != id {
+		return fmt.Errorf("the record is of sandbox %q; remove the file if it was copied there", r.Sandbox.ID)
+	}
+	return nil
 }
 
 // undo removes, in reverse order, every object the journal records. Objects
