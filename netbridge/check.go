@@ -58,7 +58,7 @@ func Check(ctx context.Context, stateDir, id string) error {
 		return err
 	}
 	defer h.Close()
-	if p := checkWiring(h, rec); len(p) > 0 {
+	if p := checkWiring(h, n.Fd(), rec); len(p) > 0 {
 		return &CheckError{ID: id, Problems: p}
 	}
 	return nil
@@ -89,6 +89,7 @@ func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *reco
 // checker collects problems found in one netns.
 type checker struct {
 	h        *netlink.Handle
+	netnsFd  int
 	id       string
 	problems []string
 }
@@ -106,44 +107,75 @@ func (c *checker) link(name string) netlink.Link {
 	return l
 }
 
-// checkWiring returns what is wrong with rec's wiring, seen through h.
-func checkWiring(h *netlink.Handle, rec *record) []string {
-	m, err := modelByName(rec.Sandbox.Model)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	c := &checker{h: h, id: rec.Sandbox.ID}
+// checkWiring returns what is wrong with rec's wiring, seen through h in
+// the netns open as netnsFd.
+func checkWiring(h *netlink.Handle, netnsFd int, rec *record) []string {
+	c := &checker{h: h, netnsFd: netnsFd, id: rec.Sandbox.ID}
 	for i := range rec.Sandbox.NICs {
 		nic := &rec.Sandbox.NICs[i]
-		if l := c.link(nic.Name); l != nil {
-			if l.Attrs().Index != nic.Index {
-				c.problem("%s: ifindex is %d, was %d (the interface was recreated)", nic.Name, l.Attrs().Index, nic.Index)
-			}
-			if !bytes.Equal(l.Attrs().HardwareAddr, nic.GuestMAC) {
-				c.problem("%s: MAC is %s, was %s", nic.Name, l.Attrs().HardwareAddr, nic.GuestMAC)
-			}
+		m, ok := models[nic.Model]
+		if !ok {
+			c.problem("%s: unknown model %q in the state (written by a newer netbridge?)", nic.Name, nic.Model)
+			continue
 		}
-		if l := c.link(nic.Tap); l != nil {
-			a := l.Attrs()
-			switch {
-			case l.Type() != "tuntap":
-				c.problem("%s: is a %s link, not a tap", nic.Tap, l.Type())
-			case a.Alias != ownerTag(c.id):
-				c.problem("%s: not tagged %q (alias %q)", nic.Tap, ownerTag(c.id), a.Alias)
-			}
-			if a.Flags&net.FlagUp == 0 {
-				c.problem("%s: is down", nic.Tap)
-			}
-			if a.MTU != nic.MTU {
-				c.problem("%s: MTU is %d, want %d", nic.Tap, a.MTU, nic.MTU)
-			}
-			if !bytes.Equal(a.HardwareAddr, nic.TapMAC) {
-				c.problem("%s: MAC is %s, want %s", nic.Tap, a.HardwareAddr, nic.TapMAC)
-			}
+		if l := c.link(nic.Name); l != nil && l.Attrs().Index != nic.Index {
+			c.problem("%s: ifindex is %d, was %d (the interface was recreated)", nic.Name, l.Attrs().Index, nic.Index)
 		}
 		m.check(c, nic)
 	}
 	return c.problems
+}
+
+// owned returns the link called name if it exists, is of the given type
+// and carries our tag; otherwise it records the problem.
+func (c *checker) owned(name, kind string) netlink.Link {
+	l := c.link(name)
+	switch {
+	case l == nil:
+		return nil
+	case l.Type() != kind:
+		c.problem("%s: is a %s link, not a %s", name, l.Type(), kind)
+		return nil
+	case l.Attrs().Alias != ownerTag(c.id):
+		c.problem("%s: not tagged %q (alias %q)", name, ownerTag(c.id), l.Attrs().Alias)
+		return nil
+	}
+	return l
+}
+
+func (c *checker) up(l netlink.Link) {
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		c.problem("%s: is down", l.Attrs().Name)
+	}
+}
+
+// tap checks the tap netbridge created for nic, and that the interface
+// still has the guest's MAC.
+func (c *checker) tap(nic *NIC) {
+	if l := c.link(nic.Name); l != nil && nic.HostMAC == nil && !bytes.Equal(l.Attrs().HardwareAddr, nic.GuestMAC) {
+		c.problem("%s: MAC is %s, was %s", nic.Name, l.Attrs().HardwareAddr, nic.GuestMAC)
+	}
+	l := c.owned(nic.Tap, "tuntap")
+	if l == nil {
+		return
+	}
+	c.up(l)
+	if a := l.Attrs(); a.MTU != nic.MTU {
+		c.problem("%s: MTU is %d, want %d", nic.Tap, a.MTU, nic.MTU)
+	}
+	if a := l.Attrs(); !bytes.Equal(a.HardwareAddr, nic.TapMAC) {
+		c.problem("%s: MAC is %s, want %s", nic.Tap, a.HardwareAddr, nic.TapMAC)
+	}
+}
+
+// hostMAC checks that the interface holds the MAC netbridge gave it.
+func (c *checker) hostMAC(nic *NIC) {
+	if nic.HostMAC == nil {
+		return
+	}
+	if l := c.link(nic.Name); l != nil && !bytes.Equal(l.Attrs().HardwareAddr, nic.HostMAC) {
+		c.problem("%s: MAC is %s, want %s (the guest has %s)", nic.Name, l.Attrs().HardwareAddr, nic.HostMAC, nic.GuestMAC)
+	}
 }
 
 // redirect checks that src has an ingress qdisc holding our filter that

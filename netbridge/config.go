@@ -40,6 +40,13 @@ type Config struct {
 	Vhost string
 	// TapOwner and TapGroup, when non-nil, restrict who may open the taps.
 	TapOwner, TapGroup *uint32
+	// MacvtapMode is the mode of the macvtap model: MacvtapBridge (the
+	// default) or MacvtapPassthru.
+	MacvtapMode string
+	// Strict makes setup fail, instead of skipping the interface with a
+	// warning, when an interface with an address is of a kind netbridge
+	// cannot carry.
+	Strict bool
 	// HoldFDs keeps the tap queues open and returns them in NIC.Files (and
 	// vhost-net files in NIC.VhostFiles when vhost is used), for a
 	// hypervisor that takes fds. The taps are persistent either way.
@@ -63,6 +70,16 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("%w: vhost %q; use on, off or auto", ErrInvalidConfig, c.Vhost)
 	}
+	if c.Model != ModelAuto {
+		if _, err := modelByName(c.Model); err != nil {
+			return err
+		}
+	}
+	switch c.MacvtapMode {
+	case "", MacvtapBridge, MacvtapPassthru:
+	default:
+		return fmt.Errorf("%w: macvtap mode %q; use bridge or passthru", ErrInvalidConfig, c.MacvtapMode)
+	}
 	seen := map[string]bool{}
 	for _, n := range c.Interfaces {
 		if n == "" || len(n) > 15 {
@@ -78,19 +95,34 @@ func (c *Config) validate() error {
 
 func (c *Config) queues() int { return max(c.Queues, 1) }
 
+func (c *Config) request(vhost bool) request {
+	r := request{
+		Model: c.Model, Interfaces: slices.Sorted(slices.Values(c.Interfaces)), Queues: c.queues(),
+		Vhost: vhost, TapOwner: c.TapOwner, TapGroup: c.TapGroup, MacvtapMode: c.MacvtapMode,
+	}
+	if r.Model == "" {
+		r.Model = ModelTCFilter
+	}
+	if r.MacvtapMode == "" {
+		r.MacvtapMode = MacvtapBridge
+	}
+	return r
+}
+
 // request is the part of a Config that shapes the wiring. A ready record
 // whose request equals the new one makes Setup a no-op.
 type request struct {
-	Model      string   `json:"model"`
-	Interfaces []string `json:"interfaces,omitempty"`
-	Queues     int      `json:"queues"`
-	Vhost      bool     `json:"vhost,omitempty"`
-	TapOwner   *uint32  `json:"tap_owner,omitempty"`
-	TapGroup   *uint32  `json:"tap_group,omitempty"`
+	Model       string   `json:"model"`
+	Interfaces  []string `json:"interfaces,omitempty"`
+	Queues      int      `json:"queues"`
+	Vhost       bool     `json:"vhost,omitempty"`
+	TapOwner    *uint32  `json:"tap_owner,omitempty"`
+	TapGroup    *uint32  `json:"tap_group,omitempty"`
+	MacvtapMode string   `json:"macvtap_mode,omitempty"`
 }
 
 func (r request) equal(o request) bool {
 	eqPtr := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
 	return r.Model == o.Model && slices.Equal(r.Interfaces, o.Interfaces) && r.Queues == o.Queues &&
-		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup)
+		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup) && r.MacvtapMode == o.MacvtapMode
 }

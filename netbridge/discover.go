@@ -34,6 +34,8 @@ type Interface struct {
 	Attach bool `json:"attach"`
 	// Reason says why the interface would not be attached.
 	Reason string `json:"reason,omitempty"`
+
+	unsupported bool // of a kind no model carries
 }
 
 // aliasPrefix starts the alias netbridge gives the links it creates.
@@ -63,7 +65,7 @@ func Discover(ctx context.Context, path string, names []string) ([]Interface, er
 	if err != nil {
 		return nil, fmt.Errorf("discovering interfaces in netns %q: %w", path, err)
 	}
-	if err := selectInterfaces(ifs, names, tcfilter{}); err != nil {
+	if err := selectInterfaces(ifs, names, (&chooser{requested: ModelTCFilter}).supports); err != nil {
 		return nil, fmt.Errorf("netns %q: %w", path, err)
 	}
 	return ifs, nil
@@ -193,9 +195,9 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 // selectInterfaces marks which interfaces to attach: exactly the named ones,
-// which must exist and be supported by the model, or else every supported
-// interface with an address that netbridge did not create.
-func selectInterfaces(ifs []Interface, names []string, m model) error {
+// which must exist and be supported, or else every supported interface with
+// an address that netbridge did not create.
+func selectInterfaces(ifs []Interface, names []string, supports func(*Interface) error) error {
 	byName := map[string]*Interface{}
 	for i := range ifs {
 		byName[ifs[i].Name] = &ifs[i]
@@ -212,7 +214,7 @@ func selectInterfaces(ifs []Interface, names []string, m model) error {
 			if ifc.Owner != "" {
 				return fmt.Errorf("interface %q was created by netbridge for sandbox %q; name the CNI interface instead", name, ifc.Owner)
 			}
-			if err := m.supports(ifc); err != nil {
+			if err := supports(ifc); err != nil {
 				return fmt.Errorf("interface %q: %w", name, err)
 			}
 			ifc.Attach, ifc.Reason = true, ""
@@ -221,13 +223,13 @@ func selectInterfaces(ifs []Interface, names []string, m model) error {
 	}
 	for i := range ifs {
 		ifc := &ifs[i]
-		switch err := m.supports(ifc); {
+		switch err := supports(ifc); {
 		case ifc.Owner != "":
 			ifc.Reason = fmt.Sprintf("created by netbridge for sandbox %q", ifc.Owner)
+		case err != nil:
+			ifc.Reason, ifc.unsupported = err.Error(), true
 		case len(ifc.Addresses) == 0:
 			ifc.Reason = "has no address"
-		case err != nil:
-			ifc.Reason = err.Error()
 		default:
 			ifc.Attach = true
 		}

@@ -23,20 +23,20 @@ func TestTapNamesFitAndDiffer(t *testing.T) {
 		names = append(names, fmt.Sprintf("if%013d", i))
 	}
 	for _, n := range names {
-		tap := tapNameFor(n)
+		tap := tapNameForTest(n)
 		if len(tap) > 15 || !strings.HasPrefix(tap, tapPrefix) {
-			t.Errorf("tapNameFor(%q) = %q: longer than 15 bytes or without prefix", n, tap)
+			t.Errorf("tapNameForTest(%q) = %q: longer than 15 bytes or without prefix", n, tap)
 		}
-		if tapNameFor(n) != tap {
-			t.Errorf("tapNameFor(%q) is not deterministic", n)
+		if tapNameForTest(n) != tap {
+			t.Errorf("tapNameForTest(%q) is not deterministic", n)
 		}
 		if prev, ok := seen[tap]; ok {
-			t.Errorf("tapNameFor(%q) = tapNameFor(%q) = %q", n, prev, tap)
+			t.Errorf("tapNameForTest(%q) = tapNameForTest(%q) = %q", n, prev, tap)
 		}
 		seen[tap] = n
 	}
-	if got := tapNameFor("eth0"); got != "nb-eth0" {
-		t.Errorf("tapNameFor(eth0) = %q, want nb-eth0", got)
+	if got := tapNameForTest("eth0"); got != "nb-eth0" {
+		t.Errorf("tapNameForTest(eth0) = %q, want nb-eth0", got)
 	}
 }
 
@@ -101,18 +101,18 @@ func TestSelectInterfaces(t *testing.T) {
 		}
 	}
 	got := ifs()
-	if err := selectInterfaces(got, nil, tcfilter{}); err != nil {
+	if err := selectInterfaces(got, nil, tcfilter{}.supports); err != nil {
 		t.Fatal(err)
 	}
 	if !got[0].Attach || got[1].Attach || got[2].Attach || got[3].Attach || !strings.Contains(got[3].Reason, "vxlan") {
 		t.Errorf("default selection = %+v", got)
 	}
 	got = ifs()
-	if err := selectInterfaces(got, []string{"net1"}, tcfilter{}); err != nil || got[0].Attach || !got[2].Attach {
+	if err := selectInterfaces(got, []string{"net1"}, tcfilter{}.supports); err != nil || got[0].Attach || !got[2].Attach {
 		t.Errorf("--interfaces net1 selection = %+v, %v", got, err)
 	}
 	for _, names := range [][]string{{"nope"}, {"nb-eth0"}, {"vx0"}} {
-		if err := selectInterfaces(ifs(), names, tcfilter{}); err == nil {
+		if err := selectInterfaces(ifs(), names, tcfilter{}.supports); err == nil {
 			t.Errorf("selecting %v succeeded", names)
 		}
 	}
@@ -165,3 +165,5 @@ func TestReadRecordRefusesForeignAndNewer(t *testing.T) {
 		}
 	}
 }
+
+func tapNameForTest(ifname string) string { return nameFor(tapPrefix, ifname) }

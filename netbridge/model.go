@@ -2,9 +2,9 @@ package netbridge
 
 import (
 	"fmt"
-	"github.com/netbridge/netbridge/pkg/probe"
-	"slices"
 	"strings"
+
+	"github.com/netbridge/netbridge/pkg/probe"
 )
 
 // Model names.
@@ -12,57 +12,163 @@ const (
 	// ModelTCFilter connects interface and tap by a tc mirred redirect in
 	// each direction. The interface keeps its MAC and addresses.
 	ModelTCFilter = "tcfilter"
+	// ModelBridge joins interface and tap in a Linux bridge. The interface
+	// gets a derived MAC and gives its addresses to the guest.
+	ModelBridge = "bridge"
+	// ModelMacvtap puts a macvtap on the interface; the hypervisor opens its
+	// queues by fd. The interface gives its addresses to the guest, and in
+	// bridge mode its MAC (it gets a derived one).
+	ModelMacvtap = "macvtap"
 	// ModelNone creates the taps and connects nothing, for users who wire
 	// their own datapath (Open vSwitch, eBPF).
 	ModelNone = "none"
-	// ModelAuto picks the model the kernel supports.
+	// ModelAuto picks, per interface, a model the kernel and the interface
+	// kind support: tcfilter, else bridge, else macvtap.
 	ModelAuto = "auto"
+	// ModelPassthrough is what an existing tap in the netns gets: it is
+	// handed to the guest as it is, nothing created or wired.
+	ModelPassthrough = "passthrough"
 )
 
 // Models lists the model names Config.Model accepts.
-var Models = []string{ModelTCFilter, ModelNone, ModelAuto}
+var Models = []string{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone, ModelAuto}
 
-// model connects one attached interface to its tap.
+// Macvtap modes.
+const (
+	MacvtapBridge   = "bridge"
+	MacvtapPassthru = "passthru"
+)
+
+// model connects one attached interface to the guest.
 type model interface {
 	// name returns the model's name, as recorded in the state.
 	name() string
 	// supports reports why the model cannot carry ifc, or nil.
 	supports(ifc *Interface) error
-	// wire connects nic's interface to its tap, creating every object
-	// through tx so that it is journaled before it exists.
+	// wire creates what connects nic's interface to the guest, each object
+	// through tx so that it is journaled before it exists, and fills in
+	// nic's Tap, TapMAC and model fields.
 	wire(tx *txn, nic *NIC) error
-	// check appends to problems what is missing from nic's wiring.
+	// check records in c what is missing from nic's wiring.
 	check(c *checker, nic *NIC)
 }
 
+// models maps the concrete models' names to them.
+var models = map[string]model{
+	ModelTCFilter:    tcfilter{},
+	ModelBridge:      bridge{},
+	ModelMacvtap:     macvtapModel{},
+	ModelNone:        none{},
+	ModelPassthrough: passthrough{},
+}
+
 func modelByName(name string) (model, error) {
-	switch name {
-	case ModelTCFilter, "":
-		return tcfilter{}, nil
-	case ModelNone:
-		return none{}, nil
+	if name == "" {
+		name = ModelTCFilter
+	}
+	if m, ok := models[name]; ok && name != ModelPassthrough {
+		return m, nil
 	}
 	return nil, fmt.Errorf("%w: unknown model %q (choose one of %s)", ErrInvalidConfig, name, strings.Join(Models, ", "))
 }
 
-// tcfilterKinds are the link kinds a tc redirect can carry: any Ethernet
-// link of the sandbox.
-var tcfilterKinds = []string{"veth", "macvlan", "ipvlan"}
+// Link kinds, as the kernel names them.
+const (
+	kindVeth    = "veth"
+	kindMacvlan = "macvlan"
+	kindIpvlan  = "ipvlan"
+	kindTuntap  = "tuntap"
+)
 
-func supportsKind(model string, kinds []string, ifc *Interface) error {
-	if slices.Contains(kinds, ifc.Kind) {
-		return nil
-	}
-	return fmt.Errorf("kind %q is not supported by the %s model (supported: %s)", ifc.Kind, model, strings.Join(kinds, ", "))
+// kindSupport says, per model, which kinds it carries and why not others.
+var kindSupport = map[string]map[string]string{
+	ModelTCFilter: {kindVeth: "", kindMacvlan: "", kindIpvlan: ""},
+	ModelNone:     {kindVeth: "", kindMacvlan: "", kindIpvlan: ""},
+	ModelBridge: {
+		kindVeth:    "",
+		kindMacvlan: "a macvlan only receives frames for its own MAC, and the bridge model moves that MAC to the guest: use tcfilter",
+		kindIpvlan:  "an ipvlan shares its parent's MAC and cannot carry the guest's frames through a bridge: use tcfilter",
+	},
+	ModelMacvtap: {
+		kindVeth:    "",
+		kindMacvlan: "a macvtap on a macvlan attaches to the macvlan's parent, outside this netns: use tcfilter",
+		kindIpvlan:  "a macvtap cannot sit on an ipvlan, which shares its parent's MAC: use tcfilter",
+	},
 }
 
-// none creates the taps and wires nothing.
-type none struct{}
+func supportsKind(model string, ifc *Interface) error {
+	if ifc.Kind == kindTuntap {
+		return nil // an existing tap is passed through by every model
+	}
+	why, ok := kindSupport[model][ifc.Kind]
+	switch {
+	case ok && why == "":
+		return nil
+	case ok:
+		return fmt.Errorf("the %s model cannot carry %s %q: %s", model, ifc.Kind, ifc.Name, why)
+	}
+	return fmt.Errorf("kind %q is not supported (netbridge carries veth, macvlan, ipvlan and existing taps)", ifc.Kind)
+}
 
-func (none) name() string                  { return ModelNone }
-func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, tcfilterKinds, ifc) }
-func (none) wire(*txn, *NIC) error         { return nil }
-func (none) check(*checker, *NIC)          {}
+// chooser picks the model of each interface.
+type chooser struct {
+	requested string
+	features  probe.Features // probed lazily for auto
+	probeErr  error
+	probed    bool
+}
+
+func (c *chooser) probe() (probe.Features, error) {
+	if !c.probed {
+		c.features, c.probeErr = probe.Run()
+		c.probed = true
+	}
+	return c.features, c.probeErr
+}
+
+// supports reports whether the requested model (for auto: any model) can
+// carry ifc.
+func (c *chooser) supports(ifc *Interface) error {
+	if c.requested != ModelAuto {
+		return supportsKind(c.requested, ifc)
+	}
+	return supportsKind(ModelTCFilter, ifc) // tcfilter carries every kind any model does
+}
+
+// choose returns the model for ifc and, when setup chose it, why.
+func (c *chooser) choose(ifc *Interface) (model, string, error) {
+	if ifc.Kind == kindTuntap {
+		return passthrough{}, "an existing tap: handed to the guest as it is", nil
+	}
+	if c.requested != ModelAuto {
+		m, err := modelByName(c.requested)
+		return m, "", err
+	}
+	f, err := c.probe()
+	if err != nil {
+		return nil, "", fmt.Errorf("probing the kernel for model auto: %w", err)
+	}
+	if missing := f.Missing(probe.Tun); len(missing) > 0 {
+		return nil, "", fmt.Errorf("no model can work: the kernel has no %s", strings.Join(missing, ", "))
+	}
+	tcMissing := f.Missing(probe.Ingress, probe.Mirred)
+	if !f.Has(probe.U32) && !f.Has(probe.Matchall) {
+		tcMissing = append(tcMissing, "u32 or matchall")
+	}
+	if len(tcMissing) == 0 {
+		return tcfilter{}, "auto: the kernel has ingress, mirred and " + map[bool]string{true: "matchall", false: "u32"}[f.Has(probe.Matchall)], nil
+	}
+	if ifc.Kind != kindVeth {
+		return nil, "", fmt.Errorf("model auto: only tcfilter can carry %s %q, and the kernel lacks %s for it", ifc.Kind, ifc.Name, strings.Join(tcMissing, ", "))
+	}
+	if f.Has(probe.Bridge) {
+		return bridge{}, "auto: no tc redirect (missing " + strings.Join(tcMissing, ", ") + "), so a bridge", nil
+	}
+	if f.Has(probe.Macvtap) {
+		return macvtapModel{}, "auto: neither tc redirect (missing " + strings.Join(tcMissing, ", ") + ") nor bridge, so a macvtap", nil
+	}
+	return nil, "", fmt.Errorf("model auto: the kernel lacks %s (tcfilter), bridge and macvtap", strings.Join(tcMissing, ", "))
+}
 
 // ModelAvailable says whether a model works with the probed kernel.
 type ModelAvailable struct {
@@ -87,9 +193,40 @@ func ModelSupport(f probe.Features) []ModelAvailable {
 	} else if tc.Works {
 		tc.Detail = "classifier " + map[bool]string{true: "matchall", false: "u32"}[f.Has(probe.Matchall)]
 	}
-	auto := ModelAvailable{Model: ModelAuto, Works: tc.Works, Detail: "picks tcfilter"}
-	if !tc.Works {
-		auto.Detail = "no model works: " + tc.Detail
+	br := avail(ModelBridge, probe.Tun, probe.Bridge)
+	mvt := avail(ModelMacvtap, probe.Macvtap)
+	auto := ModelAvailable{Model: ModelAuto, Works: true}
+	switch {
+	case tc.Works:
+		auto.Detail = "picks tcfilter"
+	case br.Works:
+		auto.Detail = "picks bridge for veth; macvlan and ipvlan need tcfilter"
+	case mvt.Works:
+		auto.Detail = "picks macvtap for veth; macvlan and ipvlan need tcfilter"
+	default:
+		auto = ModelAvailable{Model: ModelAuto, Detail: "no model works"}
 	}
-	return []ModelAvailable{tc, avail(ModelNone, probe.Tun), auto}
+	return []ModelAvailable{tc, br, mvt, avail(ModelNone, probe.Tun), auto}
 }
+
+// none creates the taps and wires nothing.
+type none struct{}
+
+func (none) name() string                  { return ModelNone }
+func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, ifc) }
+func (none) wire(tx *txn, nic *NIC) error  { return tx.createTap(nic) }
+func (none) check(c *checker, nic *NIC)    { c.tap(nic) }
+
+// passthrough hands an existing tap to the guest as it is.
+type passthrough struct{}
+
+func (passthrough) name() string              { return ModelPassthrough }
+func (passthrough) supports(*Interface) error { return nil }
+func (passthrough) wire(tx *txn, nic *NIC) error {
+	nic.Tap, nic.TapIndex, nic.TapMAC = nic.Name, nic.Index, nic.GuestMAC
+	if tx.cfg.HoldFDs {
+		return tx.openQueues(nic)
+	}
+	return nil
+}
+func (passthrough) check(c *checker, nic *NIC) { c.link(nic.Tap) }

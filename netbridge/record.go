@@ -7,6 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/pkg/macvtap"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/state"
@@ -42,20 +43,35 @@ type record struct {
 
 // Step operations.
 const (
-	opTap    = "create-tap" // a tap device named Link
-	opQdisc  = "add-qdisc"  // an ingress qdisc on Link
-	opFilter = "add-filter" // the filters of priority Prio on Link at Parent
+	opTap         = "create-tap"       // a tap device named Link
+	opBridge      = "create-bridge"    // a bridge named Link
+	opMacvtap     = "create-macvtap"   // a macvtap named Link
+	opDevice      = "create-device"    // a private device node at Path
+	opQdisc       = "add-qdisc"        // an ingress qdisc on Link
+	opFilter      = "add-filter"       // the filters of priority Prio on Link at Parent
+	opSetMAC      = "set-mac"          // Link's MAC changed from MAC to NewMAC
+	opRemoveAddrs = "remove-addresses" // Addrs removed from Link, and Routes with them
+	opSetMaster   = "set-master"       // Link enslaved to Master
 )
+
+// ownedKinds maps the operations that create links to the link type.
+var ownedKinds = map[string]string{opTap: "tuntap", opBridge: "bridge", opMacvtap: "macvtap"}
 
 // step is one journal entry. It is written before its object is created
 // (Done false) and marked done once it exists; a crash in between leaves an
 // entry whose object may or may not exist, and undo handles both.
 type step struct {
-	Op     string `json:"op"`
-	Link   string `json:"link"`
-	Parent uint32 `json:"parent,omitempty"`
-	Prio   uint16 `json:"prio,omitempty"`
-	Done   bool   `json:"done"`
+	Op     string        `json:"op"`
+	Link   string        `json:"link"`
+	Parent uint32        `json:"parent,omitempty"`
+	Prio   uint16        `json:"prio,omitempty"`
+	MAC    MAC           `json:"mac,omitempty"`
+	NewMAC MAC           `json:"new_mac,omitempty"`
+	Addrs  []addrRecord  `json:"addrs,omitempty"`
+	Routes []routeRecord `json:"routes,omitempty"`
+	Master string        `json:"master,omitempty"`
+	Path   string        `json:"path,omitempty"`
+	Done   bool          `json:"done"`
 }
 
 func (s step) String() string {
@@ -66,6 +82,18 @@ func (s step) String() string {
 		return fmt.Sprintf("adding the ingress qdisc of %q", s.Link)
 	case opFilter:
 		return fmt.Sprintf("adding the redirect filter on %q (prio %d)", s.Link, s.Prio)
+	case opBridge:
+		return fmt.Sprintf("creating bridge %q", s.Link)
+	case opMacvtap:
+		return fmt.Sprintf("creating macvtap %q", s.Link)
+	case opDevice:
+		return fmt.Sprintf("creating device node %s", s.Path)
+	case opSetMAC:
+		return fmt.Sprintf("changing the MAC of %q from %s to %s", s.Link, s.MAC, s.NewMAC)
+	case opRemoveAddrs:
+		return fmt.Sprintf("moving the %d addresses of %q to the guest", len(s.Addrs), s.Link)
+	case opSetMaster:
+		return fmt.Sprintf("attaching %q to %q", s.Link, s.Master)
 	}
 	return fmt.Sprintf("%s on %q", s.Op, s.Link)
 }
@@ -99,20 +127,21 @@ func (r *record) validate(id string) error {
 // going after an error, returns them all, and drops each undone step from
 // the journal.
 func (r *record) undo(h *netlink.Handle, id string) error {
-	// Objects on a tap go away with it: only the tap needs deleting.
+	// Objects on a link of ours go away with it: only the link needs
+	// deleting.
 	doomed := map[string]bool{}
 	for _, s := range r.Journal {
-		if s.Op != opTap {
+		if _, creates := ownedKinds[s.Op]; !creates {
 			continue
 		}
-		if l, err := h.LinkByName(s.Link); err == nil && isOurTap(l, id, s.Done) {
+		if l, err := h.LinkByName(s.Link); err == nil && isOurLink(l, id, s) {
 			doomed[s.Link] = true
 		}
 	}
 	var errs []error
 	for i := len(r.Journal) - 1; i >= 0; i-- {
 		s := r.Journal[i]
-		if s.Op != opTap && doomed[s.Link] {
+		if _, creates := ownedKinds[s.Op]; !creates && doomed[s.Link] {
 			r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
 			continue
 		}
@@ -126,6 +155,9 @@ func (r *record) undo(h *netlink.Handle, id string) error {
 }
 
 func undoStep(h *netlink.Handle, id string, s step) error {
+	if s.Op == opDevice {
+		return macvtap.RemoveNode(s.Path)
+	}
 	link, err := h.LinkByName(s.Link)
 	if err != nil {
 		if errors.As(err, new(netlink.LinkNotFoundError)) {
@@ -134,11 +166,17 @@ func undoStep(h *netlink.Handle, id string, s step) error {
 		return err
 	}
 	switch s.Op {
-	case opTap:
-		if !isOurTap(link, id, s.Done) {
+	case opTap, opBridge, opMacvtap:
+		if !isOurLink(link, id, s) {
 			return nil // someone else's link of that name: not ours to delete
 		}
 		return ignoreNotFound(h.LinkDel(link))
+	case opSetMAC:
+		return undoSetMAC(h, link, s)
+	case opRemoveAddrs:
+		return restoreAddresses(h, link, s)
+	case opSetMaster:
+		return undoSetMaster(h, link, s)
 	case opQdisc:
 		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
 		if err != nil {
@@ -156,14 +194,13 @@ func undoStep(h *netlink.Handle, id string, s step) error {
 	return fmt.Errorf("unknown journal operation %q (state written by a newer netbridge?)", s.Op)
 }
 
-// isOurTap reports whether link is the tap a journal step of sandbox id
+// isOurLink reports whether link is the one journal step s of sandbox id
 // created: tagged with our alias, or, for a step interrupted before the tag
-// was set, a tap (the name was free when the step began, and the tap was
-// created exclusively).
-func isOurTap(link netlink.Link, id string, done bool) bool {
+// was set, an untagged link of the kind the step creates (the name was free
+// when the step began, and creation is exclusive).
+func isOurLink(link netlink.Link, id string, s step) bool {
 	if link.Attrs().Alias == ownerTag(id) {
 		return true
 	}
-	_, isTap := link.(*netlink.Tuntap)
-	return !done && isTap && link.Attrs().Alias == ""
+	return !s.Done && link.Type() == ownedKinds[s.Op] && link.Attrs().Alias == ""
 }

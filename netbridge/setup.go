@@ -20,22 +20,23 @@ import (
 	"github.com/netbridge/netbridge/pkg/tap"
 )
 
-// Setup wires the sandbox: in its netns it creates one tap per attached
-// interface and connects the two with the configured model, recording every
-// step in the state directory first. It returns the sandbox's NICs, ordered
-// by interface name.
+// Setup wires the sandbox: in its netns it connects every attached
+// interface to the guest with the configured model (a tap and a tc
+// redirect, a bridge, or a macvtap), recording every step in the state
+// directory first. It returns the sandbox's NICs, ordered by interface
+// name.
 //
 // Setup is idempotent: when the id is already wired as asked in the same
 // netns, it changes nothing and returns the recorded sandbox. A record left
 // by a crash, by a different request or by a netns that was replaced is
-// undone first. On failure, everything this call created is removed again.
+// undone first. On failure, everything this call did is undone again.
 func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	log := loggerFrom(ctx).With("id", cfg.ID)
-	m, vhost, err := resolve(&cfg)
+	vhost, err := resolveVhost(cfg.Vhost)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +55,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	defer n.Close()
 
-	req := request{Model: m.name(), Interfaces: slices.Sorted(slices.Values(cfg.Interfaces)), Queues: cfg.queues(), Vhost: vhost, TapOwner: cfg.TapOwner, TapGroup: cfg.TapGroup}
+	req := cfg.request(vhost)
 	old, err := readRecord(st, cfg.ID)
 	if err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Created: time.Now().UTC(),
 		NetnsID: n.ID(),
 		Request: req,
-		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: m.name(), NICs: []NIC{}},
+		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
 	}
 	var sb *Sandbox
 	err = n.Do(func() error {
@@ -91,8 +92,8 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return fmt.Errorf("opening netlink: %w", err)
 		}
 		defer h.Close()
-		tx := &txn{h: h, st: st, rec: rec, id: cfg.ID, log: log, start: start}
-		sb, err = tx.setup(ctx, cfg, m)
+		tx := &txn{h: h, st: st, rec: rec, id: cfg.ID, cfg: cfg, netnsFd: n.Fd(), ctx: ctx, log: log, start: start}
+		sb, err = tx.setup()
 		if err != nil {
 			log.Warn("setup failed; rolling back", "error", err, "elapsed", time.Since(start))
 			if uerr := rec.undo(h, cfg.ID); uerr != nil {
@@ -113,45 +114,35 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	return sb, nil
 }
 
-// resolve picks the model and whether to use vhost-net.
-func resolve(cfg *Config) (model, bool, error) {
-	vhost := false
-	switch cfg.Vhost {
+// resolveVhost says whether to use vhost-net.
+func resolveVhost(v string) (bool, error) {
+	_, err := os.Stat(probe.VhostNetPath)
+	switch v {
 	case VhostOn:
-		if _, err := os.Stat(probe.VhostNetPath); err != nil {
-			return nil, false, fmt.Errorf("vhost on: %s is not available (%w); load vhost_net or use --vhost auto or off", probe.VhostNetPath, err)
+		if err != nil {
+			return false, fmt.Errorf("vhost on: %s is not available (%w); load vhost_net or use --vhost auto or off", probe.VhostNetPath, err)
 		}
-		vhost = true
+		return true, nil
 	case VhostAuto:
-		_, err := os.Stat(probe.VhostNetPath)
-		vhost = err == nil
+		return err == nil, nil
 	}
-	if cfg.Model != ModelAuto {
-		m, err := modelByName(cfg.Model)
-		return m, vhost, err
-	}
-	f, err := probe.Run()
-	if err != nil {
-		return nil, false, fmt.Errorf("probing the kernel for model auto: %w", err)
-	}
-	if missing := f.Missing(probe.Tun); len(missing) > 0 {
-		return nil, false, fmt.Errorf("no model can work: the kernel lacks %s", strings.Join(missing, ", "))
-	}
-	if !f.Has(probe.Ingress) || !f.Has(probe.Mirred) || !(f.Has(probe.U32) || f.Has(probe.Matchall)) {
-		return nil, false, fmt.Errorf("model auto: tcfilter needs ingress, mirred and u32 or matchall; missing %s", strings.Join(f.Missing(probe.Ingress, probe.Mirred, probe.U32), ", "))
-	}
-	return tcfilter{}, vhost, nil
+	return false, nil
 }
 
 // txn creates objects in a sandbox netns, journaling each before it exists.
+// Its methods run on a thread inside that netns.
 type txn struct {
-	h     *netlink.Handle
-	st    *state.Store
-	rec   *record
-	id    string
-	ctx   context.Context
-	log   *slog.Logger
-	start time.Time
+	h       *netlink.Handle
+	st      *state.Store
+	rec     *record
+	id      string
+	cfg     Config
+	netnsFd int
+	ctx     context.Context
+	log     *slog.Logger
+	start   time.Time
+	ifs     []Interface     // the links found at the start
+	macs    map[string]bool // every MAC in the netns, and those derived so far
 }
 
 func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
@@ -162,10 +153,8 @@ func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
 // An entry left not done by a crash may or may not have its object, and
 // undo handles both.
 func (tx *txn) create(s step, fn func() error) error {
-	if tx.ctx != nil {
-		if err := tx.ctx.Err(); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
-		}
+	if err := tx.ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", s, err)
 	}
 	tx.rec.Journal = append(tx.rec.Journal, s)
 	last := len(tx.rec.Journal) - 1
@@ -182,15 +171,26 @@ func (tx *txn) create(s step, fn func() error) error {
 	return nil
 }
 
-// setup runs on a thread inside the sandbox netns.
-func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error) {
-	tx.ctx = ctx
+// setup discovers the interfaces and wires the attached ones.
+func (tx *txn) setup() (*Sandbox, error) {
 	ifs, err := discover(tx.h)
 	if err != nil {
 		return nil, err
 	}
-	if err := selectInterfaces(ifs, cfg.Interfaces, m); err != nil {
+	tx.ifs = ifs
+	ch := &chooser{requested: tx.rec.Request.Model}
+	if err := selectInterfaces(ifs, tx.cfg.Interfaces, ch.supports); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	sb := &tx.rec.Sandbox
+	for _, i := range ifs {
+		if i.unsupported && len(i.Addresses) > 0 {
+			if tx.cfg.Strict {
+				return nil, fmt.Errorf("%w: interface %q: %s (without --strict it would be skipped)", ErrInvalidConfig, i.Name, i.Reason)
+			}
+			sb.Warnings = append(sb.Warnings, fmt.Sprintf("skipped %s: %s", i.Name, i.Reason))
+			tx.log.Warn("interface skipped", "interface", i.Name, "reason", i.Reason)
+		}
 	}
 	attach := slices.DeleteFunc(slices.Clone(ifs), func(i Interface) bool { return !i.Attach })
 	if len(attach) == 0 {
@@ -200,35 +200,30 @@ func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error)
 		}
 		return nil, fmt.Errorf("%w: no interface to attach (%s); name one with --interfaces", ErrInvalidConfig, strings.Join(why, "; "))
 	}
-	taken := map[string]bool{}
+	tx.macs = map[string]bool{}
 	for _, i := range ifs {
-		taken[i.MAC.String()] = true
+		tx.macs[i.MAC.String()] = true
 	}
-	sb := &tx.rec.Sandbox
 	for _, ifc := range attach {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		m, why, err := ch.choose(&ifc)
+		if err != nil {
+			closeNICs(sb.NICs)
+			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
 		}
 		nic := NIC{
-			Name: ifc.Name, Kind: ifc.Kind, Index: ifc.Index,
-			GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: cfg.queues(), Vhost: tx.rec.Request.Vhost,
+			Name: ifc.Name, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
+			GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.cfg.queues(), Vhost: tx.rec.Request.Vhost,
 			Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
 		}
-		if nic.Tap, err = tapName(ifs, ifc.Name); err != nil {
-			return nil, err
+		if m.name() == ModelBridge || m.name() == ModelMacvtap {
+			nic.HostMAC = tx.deriveMAC(ifc.Name, "host")
 		}
-		nic.TapMAC = MAC(macaddr.DeriveFree(tx.id+"/"+ifc.Name+"/tap", func(m net.HardwareAddr) bool { return taken[m.String()] }))
-		taken[nic.TapMAC.String()] = true
-		if err := tx.createTap(&nic, cfg); err != nil {
-			closeNICs(sb.NICs)
+		if err := m.wire(tx, &nic); err != nil {
+			closeNICs(append(sb.NICs, nic))
 			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
 		}
 		sb.NICs = append(sb.NICs, nic)
-		if err := m.wire(tx, &sb.NICs[len(sb.NICs)-1]); err != nil {
-			closeNICs(sb.NICs)
-			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
-		}
-		tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", m.name(), "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
+		tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
 	}
 	tx.rec.Phase = phaseReady
 	if err := tx.save(); err != nil {
@@ -240,25 +235,74 @@ func (tx *txn) setup(ctx context.Context, cfg Config, m model) (*Sandbox, error)
 	return &out, nil
 }
 
+// deriveMAC derives the MAC of interface ifname's object named purpose,
+// free in the netns.
+func (tx *txn) deriveMAC(ifname, purpose string) MAC {
+	mac := macaddr.DeriveFree(tx.id+"/"+ifname+"/"+purpose, func(m net.HardwareAddr) bool { return tx.macs[m.String()] })
+	tx.macs[mac.String()] = true
+	return MAC(mac)
+}
+
+// nameFree checks that no link of the netns is called name, which netbridge
+// would create for interface ifname.
+func (tx *txn) nameFree(name, ifname string) error {
+	for _, i := range tx.ifs {
+		if i.Name != name {
+			continue
+		}
+		if i.Owner != "" {
+			return fmt.Errorf("name %q for interface %q is taken by a link netbridge made for sandbox %q that has no state record here (another --state-dir?); run teardown with that state dir, or delete it (ip link del %s)", name, ifname, i.Owner, name)
+		}
+		return fmt.Errorf("name %q for interface %q is taken by an existing %s link that netbridge did not create; rename or remove it", name, ifname, i.Kind)
+	}
+	return nil
+}
+
+// createLink creates link (a bridge or macvtap) and tags it as ours, as
+// one journaled step.
+func (tx *txn) createLink(op string, link netlink.Link) error {
+	name := link.Attrs().Name
+	return tx.create(step{Op: op, Link: name}, func() error {
+		if err := tx.h.LinkAdd(link); err != nil {
+			return err
+		}
+		return tx.tag(name)
+	})
+}
+
+// tag sets our alias on the link just created as name; on failure it
+// deletes the link again, so that the step leaves nothing.
+func (tx *txn) tag(name string) error {
+	link, err := tx.h.LinkByName(name)
+	if err == nil {
+		err = tx.h.LinkSetAlias(link, ownerTag(tx.id))
+	}
+	if err != nil {
+		if link != nil {
+			_ = tx.h.LinkDel(link)
+		}
+		return fmt.Errorf("tagging the new link: %w", err)
+	}
+	return nil
+}
+
 // createTap creates nic's tap, tags it as ours and gives it its MAC and
 // MTU, then brings it up.
-func (tx *txn) createTap(nic *NIC, cfg Config) error {
+func (tx *txn) createTap(nic *NIC) error {
+	nic.Tap = nameFor(tapPrefix, nic.Name)
+	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
+		return err
+	}
+	nic.TapMAC = tx.deriveMAC(nic.Name, "tap")
 	var files []*os.File
 	err := tx.create(step{Op: opTap, Link: nic.Tap}, func() error {
-		fs, err := tap.Create(tap.Config{Name: nic.Tap, Queues: nic.Queues, VnetHdr: true, Owner: cfg.TapOwner, Group: cfg.TapGroup, Persist: true})
+		fs, err := tap.Create(tap.Config{Name: nic.Tap, Queues: nic.Queues, VnetHdr: true, Owner: tx.cfg.TapOwner, Group: tx.cfg.TapGroup, Persist: true})
 		if err != nil {
 			return err
 		}
-		link, err := tx.h.LinkByName(nic.Tap)
-		if err == nil {
-			err = tx.h.LinkSetAlias(link, ownerTag(tx.id))
-		}
-		if err != nil {
-			if link != nil {
-				_ = tx.h.LinkDel(link)
-			}
+		if err := tx.tag(nic.Tap); err != nil {
 			closeFiles(fs)
-			return fmt.Errorf("tagging the new tap: %w", err)
+			return err
 		}
 		files = fs
 		return nil
@@ -266,11 +310,11 @@ func (tx *txn) createTap(nic *NIC, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if !cfg.HoldFDs {
+	if tx.cfg.HoldFDs {
+		nic.Files = files
+	} else {
 		closeFiles(files)
-		files = nil
 	}
-	nic.Files = files
 	link, err := tx.h.LinkByName(nic.Tap)
 	if err != nil {
 		return fmt.Errorf("looking up tap %q: %w", nic.Tap, err)
@@ -285,7 +329,7 @@ func (tx *txn) createTap(nic *NIC, cfg Config) error {
 	if err := tx.h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bringing tap %q up: %w", nic.Tap, err)
 	}
-	if cfg.HoldFDs && nic.Vhost {
+	if tx.cfg.HoldFDs && nic.Vhost {
 		vf, err := openVhost(nic.Queues)
 		if err != nil {
 			return fmt.Errorf("tap %q: %w", nic.Tap, err)
@@ -295,15 +339,60 @@ func (tx *txn) createTap(nic *NIC, cfg Config) error {
 	return nil
 }
 
-func openVhost(n int) ([]*os.File, error) {
+// openQueues opens nic's queues (and vhost-net files) on a device that
+// exists already: an existing tap, or a macvtap's private device node. It
+// runs on a thread inside the sandbox netns.
+func (tx *txn) openQueues(nic *NIC) error { return openQueues(tx.h, nic) }
+
+func openQueues(h *netlink.Handle, nic *NIC) error {
+	var err error
+	switch {
+	case nic.Device != "":
+		nic.Files, err = openDevice(nic.Device, nic.Queues)
+	default:
+		link, lerr := h.LinkByName(nic.Tap)
+		if lerr != nil {
+			return fmt.Errorf("looking up tap %q: %w", nic.Tap, lerr)
+		}
+		vnetHdr := true
+		if t, ok := link.(*netlink.Tuntap); ok {
+			vnetHdr = t.Flags&netlink.TUNTAP_VNET_HDR != 0
+			if t.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
+				nic.Queues = 1
+			}
+		}
+		nic.Files, err = tap.Open(nic.Tap, nic.Queues, vnetHdr)
+	}
+	if err != nil {
+		return fmt.Errorf("opening the queues of %q (is a hypervisor still holding them?): %w", nic.Tap, err)
+	}
+	if nic.Vhost {
+		if nic.VhostFiles, err = openVhost(nic.Queues); err != nil {
+			closeNICs([]NIC{*nic})
+			nic.Files = nil
+			return err
+		}
+	}
+	return nil
+}
+
+func openDevice(path string, n int) ([]*os.File, error) {
 	var files []*os.File
 	for range n {
-		f, err := os.OpenFile(probe.VhostNetPath, os.O_RDWR, 0)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			closeFiles(files)
-			return nil, fmt.Errorf("opening %s: %w", probe.VhostNetPath, err)
+			return nil, err
 		}
 		files = append(files, f)
+	}
+	return files, nil
+}
+
+func openVhost(n int) ([]*os.File, error) {
+	files, err := openDevice(probe.VhostNetPath, n)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", probe.VhostNetPath, err)
 	}
 	return files, nil
 }
@@ -323,7 +412,7 @@ func closeNICs(nics []NIC) {
 }
 
 // reuse returns the sandbox of a ready record whose wiring is intact,
-// reopening the tap queues when the caller holds fds. It returns errBroken
+// reopening the queues when the caller holds fds. It returns errBroken
 // when the wiring must be redone.
 func reuse(n *netns.NS, rec *record, cfg Config) (*Sandbox, error) {
 	h, err := openHandle(n)
@@ -331,7 +420,7 @@ func reuse(n *netns.NS, rec *record, cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	defer h.Close()
-	if problems := checkWiring(h, rec); len(problems) > 0 {
+	if problems := checkWiring(h, n.Fd(), rec); len(problems) > 0 {
 		return nil, errBroken
 	}
 	sb := rec.Sandbox
@@ -341,16 +430,8 @@ func reuse(n *netns.NS, rec *record, cfg Config) (*Sandbox, error) {
 	}
 	err = n.Do(func() error {
 		for i := range sb.NICs {
-			nic := &sb.NICs[i]
-			fs, err := tap.Open(nic.Tap, nic.Queues, true)
-			if err != nil {
-				return fmt.Errorf("reopening the queues of tap %q (is a hypervisor still holding them?): %w", nic.Tap, err)
-			}
-			nic.Files = fs
-			if nic.Vhost {
-				if nic.VhostFiles, err = openVhost(nic.Queues); err != nil {
-					return err
-				}
+			if err := openQueues(h, &sb.NICs[i]); err != nil {
+				return err
 			}
 		}
 		return nil

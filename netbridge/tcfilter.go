@@ -34,12 +34,13 @@ const (
 //	    u32 match u8 0 0 action mirred egress redirect dev DST
 type tcfilter struct{}
 
-func (tcfilter) name() string { return ModelTCFilter }
-func (tcfilter) supports(ifc *Interface) error {
-	return supportsKind(ModelTCFilter, tcfilterKinds, ifc)
-}
+func (tcfilter) name() string                  { return ModelTCFilter }
+func (tcfilter) supports(ifc *Interface) error { return supportsKind(ModelTCFilter, ifc) }
 
 func (tcfilter) wire(tx *txn, nic *NIC) error {
+	if err := tx.createTap(nic); err != nil {
+		return err
+	}
 	for _, dir := range [][2]string{{nic.Name, nic.Tap}, {nic.Tap, nic.Name}} {
 		src, dst := dir[0], dir[1]
 		if err := tx.ensureIngress(src); err != nil {
@@ -53,6 +54,7 @@ func (tcfilter) wire(tx *txn, nic *NIC) error {
 }
 
 func (tcfilter) check(c *checker, nic *NIC) {
+	c.tap(nic)
 	c.redirect(nic.Name, nic.Tap)
 	c.redirect(nic.Tap, nic.Name)
 }

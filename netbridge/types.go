@@ -67,7 +67,14 @@ type NIC struct {
 	Kind string `json:"kind"`
 	// Index is the interface's ifindex inside the sandbox netns.
 	Index int `json:"index"`
-	// Tap is the name of the tap device created for the guest.
+	// Model is how this interface is connected to the guest: tcfilter,
+	// bridge, macvtap, none, or passthrough (an existing tap, used as is).
+	Model string `json:"model"`
+	// Why says why the model was chosen, when setup chose it (model auto,
+	// or an existing tap).
+	Why string `json:"why,omitempty"`
+	// Tap is the name of the device the hypervisor opens: the tap created
+	// for the guest, the macvtap (model macvtap), or the existing tap.
 	Tap string `json:"tap"`
 	// TapIndex is the tap's ifindex inside the sandbox netns.
 	TapIndex int `json:"tap_index,omitempty"`
@@ -77,6 +84,18 @@ type NIC struct {
 	// GuestMAC is the MAC the guest NIC must use: the CNI interface's
 	// original MAC, which the CNI network expects to see.
 	GuestMAC MAC `json:"guest_mac"`
+	// HostMAC is the MAC the CNI interface has while wired, when the model
+	// had to change it (bridge, macvtap bridge mode): it must not keep the
+	// guest's MAC, or ARP replies for the guest would stop at it.
+	HostMAC MAC `json:"host_mac,omitempty"`
+	// Bridge is the Linux bridge joining interface and tap (model bridge).
+	Bridge string `json:"bridge,omitempty"`
+	// Device is the private character device node whose opens give queues
+	// of the macvtap (model macvtap). Macvtaps can only be handed to a
+	// hypervisor by fd.
+	Device string `json:"device,omitempty"`
+	// MacvtapMode is the macvtap mode, bridge or passthru (model macvtap).
+	MacvtapMode string `json:"macvtap_mode,omitempty"`
 	// MTU is the link MTU of the CNI interface, copied to the tap.
 	MTU int `json:"mtu"`
 	// Queues is the number of tap queues (queue pairs for virtio-net); the
@@ -109,11 +128,13 @@ type Sandbox struct {
 	ID string `json:"id"`
 	// Netns is the path of the sandbox's network namespace.
 	Netns string `json:"netns"`
-	// Model is the interworking model that connects each interface to its
-	// tap ("tcfilter").
+	// Model is the interworking model asked for (tcfilter, bridge,
+	// macvtap, none, auto); each NIC says which one it got.
 	Model string `json:"model"`
 	// NICs are the attached interfaces, ordered by name.
 	NICs []NIC `json:"nics"`
+	// Warnings lists interfaces that were skipped, and why.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Close closes every queue and vhost file held by the sandbox's NICs. It

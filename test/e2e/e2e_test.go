@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -91,37 +92,49 @@ func pingBothWays(t *testing.T, node ns.NetNS, g *fakeguest.Guest, size int, pai
 	}
 }
 
+// TestRealFramesThroughLibrary wires the pod with each model, holding the
+// queue fds, and has a fake guest on them answer the node (IPv4, IPv6, and
+// one full-size frame at MTU 1500 and 9000). The pod netns is compared with
+// its snapshot after teardown.
 func TestRealFramesThroughLibrary(t *testing.T) {
-	for _, mtu := range []int{1500, 9000} {
-		t.Run(map[int]string{1500: "mtu1500", 9000: "mtu9000"}[mtu], func(t *testing.T) {
-			node, pod := topology(t, mtu)
-			before := testnet.Snapshot(t, pod)
-			dir := t.TempDir()
-			sb, err := netbridge.Setup(context.Background(), netbridge.Config{ID: "e2e-lib", Netns: pod.Path(), StateDir: dir, HoldFDs: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			nic := sb.NICs[0]
-			if nic.MTU != mtu || testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU != mtu {
-				t.Errorf("NIC MTU %d, tap MTU %d, want %d", nic.MTU, testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU, mtu)
-			}
-			g := startGuest(t, nic.Files[0], nic)
-			sb.NICs[0].Files = nil // the guest owns the queue now
+	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelMacvtap + "-passthru"} {
+		for _, mtu := range []int{1500, 9000} {
+			t.Run(fmt.Sprintf("%s/mtu%d", model, mtu), func(t *testing.T) {
+				node, pod := topology(t, mtu)
+				before := testnet.Snapshot(t, pod)
+				dir := t.TempDir()
+				cfg := netbridge.Config{ID: "e2e-lib", Netns: pod.Path(), StateDir: dir, HoldFDs: true, Model: model}
+				if m, ok := strings.CutSuffix(model, "-passthru"); ok {
+					cfg.Model, cfg.MacvtapMode = m, netbridge.MacvtapPassthru
+				}
+				sb, err := netbridge.Setup(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { sb.Close(); netbridge.Teardown(context.Background(), dir, "e2e-lib") })
+				nic := sb.NICs[0]
+				if nic.MTU != mtu || testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU != mtu {
+					t.Errorf("NIC MTU %d, %s MTU %d, want %d", nic.MTU, nic.Tap, testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU, mtu)
+				}
+				if err := netbridge.Check(context.Background(), dir, "e2e-lib"); err != nil {
+					t.Errorf("Check: %v", err)
+				}
+				g := startGuest(t, nic.Files[0], nic)
+				sb.NICs[0].Files = nil // the guest owns the queue now
 
-			pingBothWays(t, node, g, 0, [2]netip.Addr{nodeV4, podV4}, [2]netip.Addr{nodeV6, podV6})
-			// One full-size frame each way: an IP packet of exactly the MTU.
-			pingBothWays(t, node, g, mtu, [2]netip.Addr{nodeV4, podV4})
-			st := g.Stats()
-			t.Logf("guest stats: %+v", st)
+				pingBothWays(t, node, g, 0, [2]netip.Addr{nodeV4, podV4}, [2]netip.Addr{nodeV6, podV6})
+				// One full-size frame each way: an IP packet of exactly the MTU.
+				pingBothWays(t, node, g, mtu, [2]netip.Addr{nodeV4, podV4})
 
-			g.Close()
-			if err := netbridge.Teardown(context.Background(), dir, "e2e-lib"); err != nil {
-				t.Fatal(err)
-			}
-			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
-				t.Errorf("after teardown:\n%s", d)
-			}
-		})
+				g.Close()
+				if err := netbridge.Teardown(context.Background(), dir, "e2e-lib"); err != nil {
+					t.Fatal(err)
+				}
+				if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+					t.Errorf("after teardown:\n%s", d)
+				}
+			})
+		}
 	}
 }
 

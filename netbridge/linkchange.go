@@ -1,0 +1,194 @@
+package netbridge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/pkg/nlretry"
+)
+
+// This file holds the changes netbridge makes to links it does not own (the
+// CNI interface): its MAC, its addresses and routes, and its master. Each is
+// journaled with what it was, and undone only where the link still holds
+// our change: a MAC someone else changed after setup stays theirs, an
+// address someone else already put back is not added twice, and a link
+// someone else moved to another master is not pulled out of it.
+
+// addrRecord is an address removed from an interface.
+type addrRecord struct {
+	Prefix    netip.Prefix `json:"prefix"`
+	Flags     int          `json:"flags,omitempty"`
+	Scope     int          `json:"scope,omitempty"`
+	Label     string       `json:"label,omitempty"`
+	Broadcast netip.Addr   `json:"broadcast,omitzero"`
+}
+
+// routeRecord is a route that went away with the addresses of an interface.
+type routeRecord struct {
+	Dst      netip.Prefix `json:"dst"`
+	Gw       netip.Addr   `json:"gw,omitzero"`
+	Src      netip.Addr   `json:"src,omitzero"`
+	Protocol int          `json:"protocol,omitempty"`
+	Scope    int          `json:"scope,omitempty"`
+	Priority int          `json:"priority,omitempty"`
+	MTU      int          `json:"mtu,omitempty"`
+	Table    int          `json:"table,omitempty"`
+	Type     int          `json:"type,omitempty"`
+	Flags    int          `json:"flags,omitempty"`
+}
+
+// settableAddrFlags are the IFA_F_* flags an address can be added with.
+const settableAddrFlags = unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_MANAGETEMPADDR | unix.IFA_F_HOMEADDRESS | unix.IFA_F_MCAUTOJOIN
+
+func addrIP(a netip.Addr) net.IP {
+	if !a.IsValid() {
+		return nil
+	}
+	return net.IP(a.AsSlice())
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: addrIP(p.Addr()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// removeAddresses removes every address of link but IPv6 link-local ones,
+// journaling them and the routes through link that the kernel drops with
+// them. Equivalent to: ip addr flush dev LINK scope global (and host).
+func (tx *txn) removeAddresses(link netlink.Link) error {
+	name := link.Attrs().Name
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return tx.h.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("listing the addresses of %q: %w", name, err)
+	}
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return tx.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return fmt.Errorf("listing the routes of %q: %w", name, err)
+	}
+	s := step{Op: opRemoveAddrs, Link: name}
+	var doomed []netlink.Addr
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet)
+		if !ok || (p.Addr().Is6() && p.Addr().IsLinkLocalUnicast()) {
+			continue
+		}
+		rec := addrRecord{Prefix: p, Flags: a.Flags & settableAddrFlags, Scope: a.Scope, Label: a.Label}
+		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && p.Addr().Is4() {
+			rec.Broadcast = b.Unmap()
+		}
+		s.Addrs = append(s.Addrs, rec)
+		doomed = append(doomed, a)
+	}
+	if len(doomed) == 0 {
+		return nil
+	}
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || r.Table == unix.RT_TABLE_LOCAL || len(r.MultiPath) > 0 {
+			continue // the kernel makes these again with the addresses
+		}
+		if p := routeRecordOf(r); p != nil {
+			s.Routes = append(s.Routes, *p)
+		}
+	}
+	return tx.create(s, func() error {
+		// Secondary IPv4 addresses go with their primary: remove the last
+		// listed first.
+		for i := len(doomed) - 1; i >= 0; i-- {
+			if err := ignoreAddrGone(tx.h.AddrDel(link, &doomed[i])); err != nil {
+				return fmt.Errorf("removing %s: %w (run teardown to restore what was removed)", doomed[i].IPNet, err)
+			}
+		}
+		return nil
+	})
+}
+
+func routeRecordOf(r netlink.Route) *routeRecord {
+	rr := routeRecord{Protocol: int(r.Protocol), Scope: int(r.Scope), Priority: r.Priority, MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags}
+	switch {
+	case r.Dst != nil:
+		p, ok := prefixOf(r.Dst)
+		if !ok {
+			return nil
+		}
+		rr.Dst = p
+	case r.Family == unix.AF_INET6:
+		rr.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	default:
+		rr.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+		rr.Gw = gw.Unmap()
+	}
+	if src, ok := netip.AddrFromSlice(r.Src); ok {
+		rr.Src = src.Unmap()
+	}
+	return &rr
+}
+
+// restoreAddresses puts back the addresses and then the routes of s.
+func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
+	for _, a := range s.Addrs {
+		addr := &netlink.Addr{IPNet: ipNet(a.Prefix), Flags: a.Flags, Scope: a.Scope, Label: a.Label, Broadcast: addrIP(a.Broadcast)}
+		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding back %s: %w", a.Prefix, err)
+		}
+	}
+	// On-link routes first: the gateways of the others must be reachable.
+	routes := slices.Clone(s.Routes)
+	slices.SortStableFunc(routes, func(a, b routeRecord) int {
+		return map[bool]int{false: 0, true: 1}[a.Gw.IsValid()] - map[bool]int{false: 0, true: 1}[b.Gw.IsValid()]
+	})
+	for _, r := range routes {
+		rt := &netlink.Route{
+			LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst), Gw: addrIP(r.Gw), Src: addrIP(r.Src),
+			Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Priority,
+			MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags,
+		}
+		if err := h.RouteAdd(rt); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding back route %s via %s: %w", r.Dst, r.Gw, err)
+		}
+	}
+	return nil
+}
+
+func ignoreAddrGone(err error) error {
+	if errors.Is(err, unix.EADDRNOTAVAIL) {
+		return nil
+	}
+	return err
+}
+
+// setMAC gives link a new MAC, journaling the old one.
+func (tx *txn) setMAC(link netlink.Link, mac net.HardwareAddr) error {
+	s := step{Op: opSetMAC, Link: link.Attrs().Name, MAC: MAC(link.Attrs().HardwareAddr), NewMAC: MAC(mac)}
+	return tx.create(s, func() error { return tx.h.LinkSetHardwareAddr(link, mac) })
+}
+
+func undoSetMAC(h *netlink.Handle, link netlink.Link, s step) error {
+	if !bytes.Equal(link.Attrs().HardwareAddr, s.NewMAC) {
+		return nil // changed since by someone else: theirs now
+	}
+	return h.LinkSetHardwareAddr(link, net.HardwareAddr(s.MAC))
+}
+
+// setMaster enslaves link to master, journaling it.
+func (tx *txn) setMaster(link, master netlink.Link) error {
+	s := step{Op: opSetMaster, Link: link.Attrs().Name, Master: master.Attrs().Name}
+	return tx.create(s, func() error { return tx.h.LinkSetMaster(link, master) })
+}
+
+func undoSetMaster(h *netlink.Handle, link netlink.Link, s step) error {
+	master, err := h.LinkByName(s.Master)
+	if err != nil || link.Attrs().MasterIndex != master.Attrs().Index {
+		return nil // master gone (and the link released with it) or changed since
+	}
+	return h.LinkSetNoMaster(link)
+}
