@@ -89,7 +89,11 @@ func discover(h *netlink.Handle) ([]Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing neighbours: %w", err)
 	}
+	return interfacesFrom(links, addrs, routes, neighs), nil
+}
 
+// interfacesFrom builds the interfaces from the four dumps, sorted by name.
+func interfacesFrom(links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route, neighs []netlink.Neigh) []Interface {
 	var out []Interface
 	for _, l := range links {
 		a := l.Attrs()
@@ -114,7 +118,7 @@ func discover(h *netlink.Handle) ([]Interface, error) {
 		out = append(out, ifc)
 	}
 	slices.SortFunc(out, func(x, y Interface) int { return strings.Compare(x.Name, y.Name) })
-	return out, nil
+	return out
 }
 
 func addressesOf(addrs []netlink.Addr, index int) []netip.Prefix {

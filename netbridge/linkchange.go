@@ -110,8 +110,12 @@ func (tx *txn) removeAddresses(link netlink.Link) error {
 	})
 }
 
+// settableRouteFlags are the RTNH_F_* flags a route can be added with;
+// others (linkdown, dead) are the kernel's report of the link's state.
+const settableRouteFlags = unix.RTNH_F_ONLINK
+
 func routeRecordOf(r netlink.Route) *routeRecord {
-	rr := routeRecord{Protocol: int(r.Protocol), Scope: int(r.Scope), Priority: r.Priority, MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags}
+	rr := routeRecord{Protocol: int(r.Protocol), Scope: int(r.Scope), Priority: r.Priority, MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags & settableRouteFlags}
 	switch {
 	case r.Dst != nil:
 		p, ok := prefixOf(r.Dst)

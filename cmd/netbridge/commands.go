@@ -74,8 +74,12 @@ func (f *idFlag) Set(s string) error {
 // setupOutput is what setup --output json prints.
 type setupOutput struct {
 	netbridge.Sandbox
-	QEMU          []string `json:"qemu"`
-	KernelCmdline string   `json:"kernel_cmdline"`
+	QEMU []string `json:"qemu"`
+	// QEMUForm is "name" when QEMU opens the taps by name, "fd" when the
+	// NICs must be passed as fds (a macvtap): QEMU holds fds= numbers
+	// from 3, as netbridge exec passes them.
+	QEMUForm      string `json:"qemu_form"`
+	KernelCmdline string `json:"kernel_cmdline"`
 }
 
 // setupFlags are the flags that shape a setup, shared by setup and hook.
@@ -92,6 +96,8 @@ func (f *setupFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.ifaces, "interfaces", "comma-separated interfaces to attach (default: every supported interface with an address)")
 	fs.Var(&f.owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
 	fs.Var(&f.group, "tap-group", "gid allowed to open the taps")
+	fs.StringVar(&f.cfg.MacvtapMode, "macvtap-mode", netbridge.MacvtapBridge, "mode of the macvtap model: bridge or passthru")
+	fs.BoolVar(&f.cfg.Strict, "strict", false, "fail, rather than skip with a warning, on an interface with an address whose kind netbridge cannot carry")
 }
 
 // config returns the setup configuration, with the state directory.
@@ -129,7 +135,7 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	args, err = qemu.ByName(sb.NICs, qemu.Options{})
+	args, byFD, err := qemuArgs(sb)
 	if err != nil {
 		return err
 	}
@@ -138,11 +144,23 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 		return kerr
 	}
 	if output == "json" {
-		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, KernelCmdline: kip})
+		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, QEMUForm: map[bool]string{false: "name", true: "fd"}[byFD], KernelCmdline: kip})
 	}
 	fmt.Fprintf(e.stdout, "sandbox %s wired in %s (model %s)\n\n", sb.ID, sb.Netns, sb.Model)
 	printNICs(e.stdout, sb.NICs)
-	fmt.Fprintf(e.stdout, "\nQEMU arguments (run QEMU inside the netns):\n  %s\n", qemu.Quote(args))
+	for _, n := range sb.NICs {
+		if n.Why != "" {
+			fmt.Fprintf(e.stdout, "%s: model %s (%s)\n", n.Name, n.Model, n.Why)
+		}
+	}
+	for _, w := range sb.Warnings {
+		fmt.Fprintf(e.stdout, "warning: %s\n", w)
+	}
+	if byFD {
+		fmt.Fprintf(e.stdout, "\n%s\nQEMU arguments, fd form (start QEMU with 'netbridge exec --id %s -- qemu-system-...'):\n  %s\n", fdOnlyNote, sb.ID, qemu.Quote(args))
+	} else {
+		fmt.Fprintf(e.stdout, "\nQEMU arguments (run QEMU inside the netns):\n  %s\n", qemu.Quote(args))
+	}
 	switch {
 	case kip != "":
 		fmt.Fprintf(e.stdout, "Guest kernel command line:\n  %s\n", kip)
@@ -213,12 +231,12 @@ func runStatus(_ context.Context, e *env, args []string) error {
 		sf         stateFlags
 	)
 	fs.StringVar(&id, "id", "", "show only this sandbox")
-	fs.StringVar(&output, "output", "text", "output format: text or json")
+	fs.StringVar(&output, "output", "text", "output format: text (a picture of the wiring), json or dot (Graphviz)")
 	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(output, "text", "json"); err != nil {
+	if err := checkOutput(output, "text", "json", "dot"); err != nil {
 		return err
 	}
 	all, err := netbridge.List(sf.stateDir)
@@ -237,11 +255,15 @@ func runStatus(_ context.Context, e *env, args []string) error {
 		}
 		all = one
 	}
-	if output == "json" {
+	switch output {
+	case "json":
 		if id != "" {
 			return writeJSON(e.stdout, all[0])
 		}
 		return writeJSON(e.stdout, all)
+	case "dot":
+		drawDot(e.stdout, all)
+		return nil
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(e.stdout, "no sandboxes recorded")
@@ -250,8 +272,11 @@ func runStatus(_ context.Context, e *env, args []string) error {
 		if i > 0 {
 			fmt.Fprintln(e.stdout)
 		}
-		fmt.Fprintf(e.stdout, "sandbox %s: %s, model %s, netns %s, since %s\n", s.ID, s.Phase, s.Model, s.Netns, s.Created.Format(time.RFC3339))
-		printNICs(e.stdout, s.NICs)
+		fmt.Fprintf(e.stdout, "sandbox %s: %s, model %s, netns %s, since %s\n\n", s.ID, s.Phase, s.Model, s.Netns, s.Created.Format(time.RFC3339))
+		drawNICs(e.stdout, s.NICs)
+		for _, w := range s.Warnings {
+			fmt.Fprintf(e.stdout, "warning: %s\n", w)
+		}
 	}
 	return nil
 }
@@ -314,22 +339,43 @@ func dash(s []string) string {
 	return strings.Join(s, ",")
 }
 
-// renderers maps render --for values to their output.
-var renderers = map[string]func(sb *netbridge.Sandbox) (string, error){
-	"qemu": func(sb *netbridge.Sandbox) (string, error) {
-		args, err := qemu.ByName(sb.NICs, qemu.Options{})
-		return qemu.Quote(args), err
+// fdOnlyNote says why a sandbox's QEMU arguments are in the fd form.
+const fdOnlyNote = "A macvtap can only be handed to QEMU as open file descriptors, not by name."
+
+// qemuArgs returns the QEMU NIC arguments: by name, or in the fd form
+// (numbered from 3) when a NIC is a macvtap.
+func qemuArgs(sb *netbridge.Sandbox) (args []string, byFD bool, err error) {
+	for _, n := range sb.NICs {
+		if n.Device != "" {
+			args, err = qemu.FDLayout(sb.NICs, qemu.Options{}, 3)
+			return args, true, err
+		}
+	}
+	args, err = qemu.ByName(sb.NICs, qemu.Options{})
+	return args, false, err
+}
+
+// renderers maps render --for values to their output; note, when set, goes
+// to stderr.
+var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err error){
+	"qemu": func(sb *netbridge.Sandbox) (string, string, error) {
+		args, byFD, err := qemuArgs(sb)
+		note := ""
+		if byFD {
+			note = fdOnlyNote + " These are the fd-form arguments, with fds numbered from 3; start QEMU with 'netbridge exec --id " + sb.ID + " -- qemu-system-...', which opens the queues and passes them."
+		}
+		return qemu.Quote(args), note, err
 	},
-	"kernel-cmdline": func(sb *netbridge.Sandbox) (string, error) {
+	"kernel-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
 		s, err := guest.KernelIP(sb.NICs)
 		if err == nil && s == "" {
 			err = fmt.Errorf("no NIC of sandbox %q has an IPv4 address; the kernel ip= parameter cannot express IPv6 (use --for guest-json)", sb.ID)
 		}
-		return s, err
+		return s, "", err
 	},
-	"guest-json": func(sb *netbridge.Sandbox) (string, error) {
+	"guest-json": func(sb *netbridge.Sandbox) (string, string, error) {
 		b, err := guest.JSON(*sb)
-		return strings.TrimSuffix(string(b), "\n"), err
+		return strings.TrimSuffix(string(b), "\n"), "", err
 	},
 }
 
@@ -356,9 +402,12 @@ func runRender(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := r(sb)
+	out, note, err := r(sb)
 	if err != nil {
 		return err
+	}
+	if note != "" {
+		fmt.Fprintf(e.stderr, "netbridge render: %s\n", note)
 	}
 	_, err = fmt.Fprintln(e.stdout, out)
 	return err

@@ -27,6 +27,10 @@ const DefaultDriver = "virtio-net-pci"
 // allows at most 256 queues per device (MAX_TAP_QUEUES).
 const MaxQueues = 256
 
+// ErrFDOnly is wrapped by the error [ByName] returns for a macvtap NIC
+// (one with a Device): QEMU cannot open a macvtap by name.
+var ErrFDOnly = errors.New("a macvtap can only be handed to QEMU by fd (use the fd form: netbridge exec, or the library's ByFD)")
+
 // ErrNoFiles is wrapped by the error [ByFD] returns for a NIC that holds no
 // open tap queue files.
 var ErrNoFiles = errors.New("no open tap queue files: set the sandbox up holding fds, or start QEMU through `netbridge exec`")
@@ -77,6 +81,9 @@ func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
 		}
+		if n.Device != "" {
+			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), ErrFDOnly)
+		}
 		if err := checkTapName(n.Tap); err != nil {
 			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
 		}
@@ -120,6 +127,20 @@ func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
 // it that way. With os/exec, firstFD is 3+len(cmd.ExtraFiles) before files is
 // appended; it must be at least 3. The caller keeps owning the files.
 func ByFD(nics []netbridge.NIC, opts Options, firstFD int) (args []string, files []*os.File, err error) {
+	return byFD(nics, opts, firstFD, true)
+}
+
+// FDLayout returns the arguments ByFD would return if every NIC held its
+// queues (Queues tap queue files, and as many vhost files when Vhost is
+// set), numbered from firstFD, without needing the files. It shows a
+// person the fd form; to run QEMU, pass the real files with ByFD (as
+// netbridge exec does).
+func FDLayout(nics []netbridge.NIC, opts Options, firstFD int) ([]string, error) {
+	args, _, err := byFD(nics, opts, firstFD, false)
+	return args, err
+}
+
+func byFD(nics []netbridge.NIC, opts Options, firstFD int, withFiles bool) (args []string, files []*os.File, err error) {
 	driver, err := opts.driver()
 	if err != nil {
 		return nil, nil, err
@@ -130,33 +151,39 @@ func ByFD(nics []netbridge.NIC, opts Options, firstFD int) (args []string, files
 	bases := idBases(nics)
 	args = make([]string, 0, 4*len(nics))
 	files = make([]*os.File, 0, 2*len(nics))
+	next := firstFD
+	numbers := func(count int) string {
+		var fds []string
+		for range count {
+			fds = append(fds, strconv.Itoa(next))
+			next++
+		}
+		return strings.Join(fds, ":")
+	}
 	for i := range nics {
 		n := &nics[i]
 		queues, err := checkNIC(n)
 		if err != nil {
 			return nil, nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
 		}
-		if err := checkFiles(n, queues); err != nil {
-			return nil, nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+		tapFiles, vhostFiles := queues, 0
+		if n.Vhost {
+			vhostFiles = queues
+		}
+		if withFiles {
+			if err := checkFiles(n, queues); err != nil {
+				return nil, nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
+			}
+			tapFiles, vhostFiles = len(n.Files), len(n.VhostFiles)
+			files = append(append(files, n.Files...), n.VhostFiles...)
 		}
 		netdevID := netdevPrefix + bases[i]
-		netdev := []string{"tap", "id=" + netdevID}
-		var fds []string
-		for _, f := range n.Files {
-			fds = append(fds, strconv.Itoa(firstFD+len(files)))
-			files = append(files, f)
-		}
-		netdev = append(netdev, "fds="+strings.Join(fds, ":"))
-		if n.Vhost || len(n.VhostFiles) > 0 {
+		netdev := []string{"tap", "id=" + netdevID, "fds=" + numbers(tapFiles)}
+		if n.Vhost || vhostFiles > 0 {
 			netdev = append(netdev, "vhost=on")
 		}
-		if len(n.VhostFiles) > 0 {
-			var vfds []string
-			for _, f := range n.VhostFiles {
-				vfds = append(vfds, strconv.Itoa(firstFD+len(files)))
-				files = append(files, f)
-			}
-			netdev = append(netdev, "vhostfds="+strings.Join(vfds, ":"))
+		if vhostFiles > 0 {
+			netdev = append(netdev, "vhostfds="+numbers(vhostFiles))
 		}
 		args = append(args,
 			"-netdev", strings.Join(netdev, ","),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -508,5 +509,41 @@ func TestByFDChild(t *testing.T) {
 				t.Fatalf("writing to fd %d: %v", fd, err)
 			}
 		}
+	}
+}
+
+func TestFDLayoutMatchesByFD(t *testing.T) {
+	nics := []netbridge.NIC{
+		fdNIC(t, "eth0", "0a:58:c0:00:02:0a", 1, false),
+		fdNIC(t, "net1", "0a:58:c6:33:64:07", 2, true),
+		fdNIC(t, "net2", "ce:8a:cb:00:71:2c", 4, false),
+	}
+	for _, first := range []int{3, 7} {
+		want, _, err := ByFD(nics, Options{}, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bare := slices.Clone(nics)
+		for i := range bare {
+			bare[i].Files, bare[i].VhostFiles = nil, nil
+		}
+		got, err := FDLayout(bare, Options{}, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("FDLayout from %d =\n%q\nByFD =\n%q", first, got, want)
+		}
+	}
+}
+
+func TestByNameRefusesMacvtap(t *testing.T) {
+	n := nic(t, "eth0", "nbm-eth0", "0a:58:c0:00:02:0a", 1500)
+	n.Device = "/run/netbridge/x.dev/nbm-eth0"
+	if _, err := ByName([]netbridge.NIC{n}, Options{}); !errors.Is(err, ErrFDOnly) {
+		t.Errorf("ByName of a macvtap = %v, want ErrFDOnly", err)
+	}
+	if args, err := FDLayout([]netbridge.NIC{n}, Options{}, 3); err != nil || !strings.Contains(strings.Join(args, " "), "fds=3") {
+		t.Errorf("FDLayout of a macvtap = %q, %v", args, err)
 	}
 }
