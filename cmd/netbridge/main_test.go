@@ -241,3 +241,62 @@ func TestHookSetupAndPoststop(t *testing.T) {
 		t.Errorf("hook with malformed state = %d %q, want 2 and one line", code, errs)
 	}
 }
+
+func TestModelsInTheCLI(t *testing.T) {
+	node, pod := testnet.NewNS(t), testnet.NewNS(t)
+	testnet.VethPair(t, node, pod, "veth0", "eth0", 0)
+	testnet.AddAddr(t, pod, "eth0", "198.51.100.2/24")
+	testnet.AddRoute(t, pod, "eth0", "0.0.0.0/0", "198.51.100.1")
+	dir := t.TempDir()
+	before := testnet.Snapshot(t, pod)
+
+	code, out, errs := runCLI(t, "setup", "--netns", pod.Path(), "--id", "m-br", "--model", "bridge", "--state-dir", dir)
+	if code != 0 {
+		t.Fatalf("setup --model bridge = %d: %s", code, errs)
+	}
+	t.Cleanup(func() { runCLI(t, "teardown", "--id", "m-br", "--state-dir", dir) })
+	if !strings.Contains(out, "ifname=nb-eth0") {
+		t.Errorf("bridge setup output lacks the by-name QEMU arguments:\n%s", out)
+	}
+	_, pic, _ := runCLI(t, "status", "--id", "m-br", "--state-dir", dir)
+	for _, want := range []string{"eth0 (veth", "└─ port of bridge nbr-eth0", "└─ nb-eth0 (tap", "└─ guest NIC 0 (virtio-net", "addresses moved to the guest", "via 198.51.100.1"} {
+		if !strings.Contains(pic, want) {
+			t.Errorf("status picture lacks %q:\n%s", want, pic)
+		}
+	}
+	_, dot, _ := runCLI(t, "status", "--output", "dot", "--state-dir", dir)
+	if !strings.HasPrefix(dot, "digraph netbridge {") || !strings.Contains(dot, `"m-br/eth0/br" [label="bridge nbr-eth0"`) || !strings.HasSuffix(dot, "}\n") || strings.Contains(dot, `\\n`) {
+		t.Errorf("dot output:\n%s", dot)
+	}
+	runCLI(t, "teardown", "--id", "m-br", "--state-dir", dir)
+
+	code, out, errs = runCLI(t, "setup", "--netns", pod.Path(), "--id", "m-mvt", "--model", "macvtap", "--output", "json", "--state-dir", dir)
+	if code != 0 {
+		t.Fatalf("setup --model macvtap = %d: %s", code, errs)
+	}
+	t.Cleanup(func() { runCLI(t, "teardown", "--id", "m-mvt", "--state-dir", dir) })
+	var got struct {
+		QEMU     []string `json:"qemu"`
+		QEMUForm string   `json:"qemu_form"`
+		NICs     []struct {
+			Model, Tap, Device, HostMAC string
+		} `json:"nics"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.QEMUForm != "fd" || len(got.QEMU) != 4 || got.QEMU[1] != "tap,id=net-eth0,fds=3" || got.NICs[0].Model != "macvtap" || !strings.HasPrefix(got.NICs[0].Device, dir) {
+		t.Errorf("macvtap setup JSON = %+v", got)
+	}
+	code, out, errs = runCLI(t, "render", "--id", "m-mvt", "--for", "qemu", "--state-dir", dir)
+	if code != 0 || !strings.Contains(out, "fds=3") || !strings.Contains(errs, "only be handed to QEMU as open file descriptors") {
+		t.Errorf("render --for qemu of a macvtap = %d %q %q", code, out, errs)
+	}
+	runCLI(t, "teardown", "--id", "m-mvt", "--state-dir", dir)
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("after the bridge and macvtap teardowns:\n%s", d)
+	}
+	if code, _, errs := runCLI(t, "setup", "--netns", pod.Path(), "--id", "m-x", "--macvtap-mode", "vepa", "--state-dir", dir); code != exitUsage {
+		t.Errorf("--macvtap-mode vepa = %d %q, want 2", code, errs)
+	}
+}
