@@ -373,6 +373,10 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		}
 		return s, "", err
 	},
+	"guest-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
+		s, err := guest.Cmdline(sb.NICs)
+		return s, "", err
+	},
 	"guest-json": func(sb *netbridge.Sandbox) (string, string, error) {
 		b, err := guest.JSON(*sb)
 		return strings.TrimSuffix(string(b), "\n"), "", err
@@ -386,7 +390,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 		sf         stateFlags
 	)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
-	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline or guest-json")
+	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline, guest-cmdline or guest-json")
 	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
@@ -396,7 +400,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 	}
 	r, ok := renderers[target]
 	if !ok {
-		return usagef("--for %q: use qemu, kernel-cmdline or guest-json", target)
+		return usagef("--for %q: use qemu, kernel-cmdline, guest-cmdline or guest-json", target)
 	}
 	sb, err := netbridge.Load(sf.stateDir, id)
 	if err != nil {

@@ -43,7 +43,7 @@ func init() {
 		{"check", "--id ID", "verify that a setup's wiring is intact", runCheck},
 		{"status", "[--id ID] [--output text|json]", "show recorded sandboxes", runStatus},
 		{"discover", "--netns PATH [--interfaces LIST] [--output text|json]", "show what setup would attach; changes nothing", runDiscover},
-		{"render", "--id ID --for qemu|kernel-cmdline|guest-json", "print hypervisor or guest configuration", runRender},
+		{"render", "--id ID --for qemu|kernel-cmdline|guest-cmdline|guest-json", "print hypervisor or guest configuration", runRender},
 		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
 		{"hook", "prestart|createRuntime|poststop [--state-dir DIR] [--log-file FILE] [--timeout D] [setup flags]", "run as an OCI runtime hook (container state on stdin)", runHook},
 		{"hooks-config", "[--binary PATH] [--stage prestart|createRuntime|poststop] [--timeout S] [-- setup flags]", "print a containers hooks.d entry for the hook", runHooksConfig},

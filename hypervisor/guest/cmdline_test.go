@@ -1,0 +1,51 @@
+package guest
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/test/golden"
+)
+
+func TestCmdline(t *testing.T) {
+	mac := func(s string) netbridge.MAC {
+		var m netbridge.MAC
+		if err := m.UnmarshalText([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	nics := []netbridge.NIC{
+		{
+			Name: "eth0", GuestMAC: mac("0a:58:c6:33:64:02"), MTU: 1500,
+			Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24"), netip.MustParsePrefix("2001:db8:1::2/64")},
+			Routes: []netbridge.Route{
+				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.1")},
+				{Dst: netip.MustParsePrefix("::/0"), Gw: netip.MustParseAddr("2001:db8:1::1")},
+				{Dst: netip.MustParsePrefix("203.0.113.0/24"), Gw: netip.MustParseAddr("198.51.100.1"), MTU: 1400},
+			},
+		},
+		{
+			Name: "net1", GuestMAC: mac("ee:ee:ee:00:00:07"), MTU: 9000,
+			Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")},
+			Routes: []netbridge.Route{
+				{Dst: netip.MustParsePrefix("169.254.1.1/32")},
+				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("169.254.1.1")},
+			},
+			Neighbors: []netbridge.Neighbor{{IP: netip.MustParseAddr("169.254.1.1"), MAC: mac("ee:ee:ee:ee:ee:ee"), Permanent: true}},
+		},
+	}
+	got, err := Cmdline(nics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "cmdline_two_nics", []byte(got+"\n"))
+	if strings.Count(got, CmdlineKey+"=") != 2 || strings.ContainsAny(got, "\n\"'") {
+		t.Errorf("Cmdline = %q", got)
+	}
+	if _, err := Cmdline([]netbridge.NIC{{Name: "x"}}); err == nil {
+		t.Error("Cmdline of a NIC without MAC succeeded")
+	}
+}
