@@ -45,6 +45,7 @@ func init() {
 		{"discover", "--netns PATH [--interfaces LIST] [--output text|json]", "show what setup would attach; changes nothing", runDiscover},
 		{"render", "--id ID --for qemu|kernel-cmdline|guest-cmdline|guest-json", "print hypervisor or guest configuration", runRender},
 		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
+		{"exec", "--id ID [--no-append] [--driver D] -- CMD [ARGS...]", "run CMD (QEMU) in the sandbox netns with every NIC's queues open as fds 3, 4, ... and the fd-form NIC arguments appended", runExec},
 		{"hook", "prestart|createRuntime|poststop [--state-dir DIR] [--log-file FILE] [--timeout D] [setup flags]", "run as an OCI runtime hook (container state on stdin)", runHook},
 		{"hooks-config", "[--binary PATH] [--stage prestart|createRuntime|poststop] [--timeout S] [-- setup flags]", "print a containers hooks.d entry for the hook", runHooksConfig},
 		{"version", "", "print the version", runVersion},

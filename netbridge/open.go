@@ -1,0 +1,49 @@
+package netbridge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+)
+
+// OpenQueues opens the queues of every NIC of the recorded sandbox id (and
+// vhost-net files for NICs that use vhost), inside its netns, as a
+// hypervisor started later needs them: the persistent taps by name, the
+// macvtaps through their private device nodes. The caller owns the files
+// and closes them with Sandbox.Close. It changes nothing.
+//
+// A single-queue tap accepts one opener at a time: while a hypervisor holds
+// it, OpenQueues fails with EBUSY.
+func OpenQueues(ctx context.Context, stateDir, id string) (*Sandbox, error) {
+	sb, err := Load(stateDir, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n, err := netns.Open(sb.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("opening the queues of sandbox %q: %w", id, err)
+	}
+	defer n.Close()
+	h, err := openHandle(n)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	err = n.Do(func() error {
+		for i := range sb.NICs {
+			if err := openQueues(h, &sb.NICs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		sb.Close()
+		return nil, fmt.Errorf("opening the queues of sandbox %q in netns %q: %w", id, sb.Netns, err)
+	}
+	return sb, nil
+}
