@@ -25,6 +25,8 @@ const (
 	// Sandbox ids, CRI-O's and containerd's.
 	AnnotationCRIOSandboxID       = "io.kubernetes.cri-o.SandboxID"
 	AnnotationContainerdSandboxID = "io.kubernetes.cri.sandbox-id"
+	// AnnotationCRIOCNIResult is where CRI-O puts the sandbox's CNI result.
+	AnnotationCRIOCNIResult = "io.kubernetes.cri-o.CNIResult"
 	// Container types, whose value is "sandbox" or "container".
 	AnnotationCRIOContainerType       = "io.kubernetes.cri-o.ContainerType"
 	AnnotationContainerdContainerType = "io.kubernetes.cri.container-type"
@@ -71,6 +73,9 @@ type Target struct {
 	// Skip, when non-empty, says why the hook does nothing for this
 	// container.
 	Skip string
+	// CNIResult is the sandbox's CNI result when the runtime annotated it
+	// (CRI-O), else empty.
+	CNIResult string
 }
 
 // Resolve works out, from the state and the bundle's config.json, which
@@ -96,7 +101,7 @@ func resolve(stage string, st *specs.State, cfg *bundleConfig) (Target, error) {
 		}
 		return ""
 	}
-	t := Target{SandboxID: st.ID}
+	t := Target{SandboxID: st.ID, CNIResult: ann(AnnotationCRIOCNIResult)}
 	for _, k := range []string{AnnotationContainerdSandboxID, AnnotationCRIOSandboxID} {
 		if v := ann(k); v != "" {
 			t.SandboxID = v
@@ -172,6 +177,13 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	}
 	cfg := h.Setup
 	cfg.ID, cfg.Netns, cfg.HoldFDs = t.SandboxID, t.Netns, false
+	if cfg.DNS.IsZero() && t.CNIResult != "" {
+		dns, err := netbridge.DNSFromCNIResult([]byte(t.CNIResult))
+		if err != nil {
+			log.Warn("ignoring the CNI result annotation", "annotation", AnnotationCRIOCNIResult, "error", err)
+		}
+		cfg.DNS = dns
+	}
 	log.Info("setting up", "netns", t.Netns, "pid", st.Pid, "status", st.Status, "elapsed", time.Since(start))
 	sb, err := lib.Setup(ctx, cfg)
 	if err != nil {

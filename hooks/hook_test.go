@@ -24,7 +24,11 @@ type fakeLib struct {
 
 func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error) {
 	_, hasDeadline := ctx.Deadline()
-	f.calls = append(f.calls, fmt.Sprintf("setup id=%s netns=%s model=%s queues=%d state=%s deadline=%v", cfg.ID, cfg.Netns, cfg.Model, cfg.Queues, cfg.StateDir, hasDeadline))
+	call := fmt.Sprintf("setup id=%s netns=%s model=%s queues=%d state=%s deadline=%v", cfg.ID, cfg.Netns, cfg.Model, cfg.Queues, cfg.StateDir, hasDeadline)
+	if !cfg.DNS.IsZero() {
+		call += fmt.Sprintf(" dns=%v", cfg.DNS.Nameservers)
+	}
+	f.calls = append(f.calls, call)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -54,7 +58,7 @@ const (
 	hostNetConfig = `{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}`
 	criConfig     = `{"annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"pod-abc"},"linux":{"namespaces":[{"type":"network","path":"/run/netns/cni-2"}]}}`
 	appConfig     = `{"annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"pod-abc"},"linux":{"namespaces":[{"type":"network","path":"/run/netns/cni-2"}]}}`
-	crioConfig    = `{"annotations":{"io.kubernetes.cri-o.ContainerType":"sandbox","io.kubernetes.cri-o.SandboxID":"crio-sb"},"linux":{"namespaces":[{"type":"network","path":"/var/run/netns/x"}]}}`
+	crioConfig    = `{"annotations":{"io.kubernetes.cri-o.ContainerType":"sandbox","io.kubernetes.cri-o.SandboxID":"crio-sb","io.kubernetes.cri-o.CNIResult":"{\"cniVersion\":\"1.0.0\",\"dns\":{\"nameservers\":[\"198.51.100.53\"]}}"},"linux":{"namespaces":[{"type":"network","path":"/var/run/netns/x"}]}}`
 	badConfig     = `{"linux":{"namespaces":"nope"}}`
 	hugeState     = "huge"
 )
@@ -84,7 +88,7 @@ func TestRun(t *testing.T) {
 			"setup id=pod-abc netns=/run/netns/cni-2 model=tcfilter queues=2 state=/st deadline=true"},
 		{"CRI-O annotations", "prestart", crioConfig,
 			`{"ociVersion":"1.0.2","id":"c6b","status":"creating","pid":9,"bundle":"BUNDLE"}`,
-			"setup id=crio-sb netns=/var/run/netns/x model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=crio-sb netns=/var/run/netns/x model=tcfilter queues=2 state=/st deadline=true dns=[198.51.100.53]"},
 		{"app container is a no-op", "prestart", appConfig,
 			`{"ociVersion":"1.0.2","id":"c7","status":"creating","pid":9,"bundle":"BUNDLE"}`, ""},
 		{"host network container is a no-op", "prestart", hostNetConfig,

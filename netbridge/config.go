@@ -53,6 +53,12 @@ type Config struct {
 	HoldFDs bool
 	// StateDir is the state directory; see state.Dir for the default.
 	StateDir string
+	// DNS is the guest's resolver configuration. When it is empty and
+	// CNICacheDir is set, it is read from the CNI results libcni cached
+	// for the sandbox id there.
+	DNS DNS
+	// CNICacheDir is libcni's cache directory (normally /var/lib/cni).
+	CNICacheDir string
 }
 
 func (c *Config) validate() error {

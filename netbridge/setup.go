@@ -77,13 +77,19 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		log.Info("undid an earlier setup (interrupted, damaged or set up differently)", "phase", old.Phase, "elapsed", time.Since(start))
 	}
 
+	dns := cfg.DNS
+	if dns.IsZero() && cfg.CNICacheDir != "" {
+		if dns, err = DNSFromCNICache(cfg.CNICacheDir, cfg.ID); err != nil {
+			log.Warn("no DNS for the guest", "error", err)
+		}
+	}
 	rec := &record{
 		Version: recordVersion,
 		Phase:   phaseSettingUp,
 		Created: time.Now().UTC(),
 		NetnsID: n.ID(),
 		Request: req,
-		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
+		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}, DNS: dns},
 	}
 	var sb *Sandbox
 	err = n.Do(func() error {

@@ -133,6 +133,9 @@ type Sandbox struct {
 	Model string `json:"model"`
 	// NICs are the attached interfaces, ordered by name.
 	NICs []NIC `json:"nics"`
+	// DNS is the guest's resolver configuration, when known (from the
+	// Config, or from the CNI results libcni cached for the sandbox).
+	DNS DNS `json:"dns,omitzero"`
 	// Warnings lists interfaces that were skipped, and why.
 	Warnings []string `json:"warnings,omitempty"`
 }

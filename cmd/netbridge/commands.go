@@ -97,6 +97,7 @@ func (f *setupFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
 	fs.Var(&f.group, "tap-group", "gid allowed to open the taps")
 	fs.StringVar(&f.cfg.MacvtapMode, "macvtap-mode", netbridge.MacvtapBridge, "mode of the macvtap model: bridge or passthru")
+	fs.StringVar(&f.cfg.CNICacheDir, "cni-cache-dir", "/var/lib/cni", "libcni's cache directory, where the guest's DNS is read from the sandbox's cached CNI results (empty: do not look)")
 	fs.BoolVar(&f.cfg.Strict, "strict", false, "fail, rather than skip with a warning, on an interface with an address whose kind netbridge cannot carry")
 }
 
@@ -139,7 +140,7 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	kip, kerr := guest.KernelIP(sb.NICs)
+	kip, kerr := guest.KernelIP(sb.NICs, sb.DNS.Nameservers...)
 	if kerr != nil && !errors.Is(kerr, guest.ErrUnsupported) {
 		return kerr
 	}
@@ -367,7 +368,7 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		return qemu.Quote(args), note, err
 	},
 	"kernel-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
-		s, err := guest.KernelIP(sb.NICs)
+		s, err := guest.KernelIP(sb.NICs, sb.DNS.Nameservers...)
 		if err == nil && s == "" {
 			err = fmt.Errorf("no NIC of sandbox %q has an IPv4 address; the kernel ip= parameter cannot express IPv6 (use --for guest-json)", sb.ID)
 		}

@@ -49,3 +49,38 @@ func TestCmdline(t *testing.T) {
 		t.Error("Cmdline of a NIC without MAC succeeded")
 	}
 }
+
+func TestKernelIPAndJSONCarryDNS(t *testing.T) {
+	var m netbridge.MAC
+	if err := m.UnmarshalText([]byte("0a:58:c6:33:64:02")); err != nil {
+		t.Fatal(err)
+	}
+	sb := netbridge.Sandbox{
+		ID: "dns",
+		NICs: []netbridge.NIC{{
+			Name: "eth0", GuestMAC: m, MTU: 1500,
+			Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24")},
+			Routes:    []netbridge.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.1")}},
+		}},
+		DNS: netbridge.DNS{
+			Nameservers: []netip.Addr{netip.MustParseAddr("2001:db8::53"), netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("203.0.113.53"), netip.MustParseAddr("192.0.2.53")},
+			Domain:      "pod.example", Search: []string{"svc.example"}, Options: []string{"ndots:5"},
+		},
+	}
+	got, err := KernelIP(sb.NICs, sb.DNS.Nameservers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "ip=198.51.100.2::198.51.100.1:255.255.255.0::eth0:off:198.51.100.53:203.0.113.53"; got != want {
+		t.Errorf("KernelIP = %q, want %q (first two IPv4 nameservers)", got, want)
+	}
+	b, err := JSON(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "json_dns", b)
+	d, err := ParseJSON(b)
+	if err != nil || d.DNS.Domain != "pod.example" || len(d.DNS.Nameservers) != 4 {
+		t.Errorf("ParseJSON of a document with DNS = %+v, %v", d.DNS, err)
+	}
+}

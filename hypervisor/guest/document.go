@@ -31,6 +31,8 @@ type Document struct {
 	Version int `json:"version"`
 	// Interfaces maps the canonical guest MAC of each NIC to its settings.
 	Interfaces map[string]Interface `json:"interfaces"`
+	// DNS is the resolver configuration, omitted when unknown.
+	DNS netbridge.DNS `json:"dns,omitzero"`
 }
 
 // Interface is the configuration of one guest NIC.
@@ -75,7 +77,7 @@ type Neighbor struct {
 // (which happens with ipvlan interfaces of the same parent, and which the
 // document cannot represent), or when a NIC's data is invalid.
 func NewDocument(s netbridge.Sandbox) (Document, error) {
-	d := Document{Version: Version, Interfaces: make(map[string]Interface, len(s.NICs))}
+	d := Document{Version: Version, Interfaces: make(map[string]Interface, len(s.NICs)), DNS: s.DNS}
 	owner := make(map[string]int, len(s.NICs))
 	for k := range s.NICs {
 		n := &s.NICs[k]

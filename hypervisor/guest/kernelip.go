@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/netbridge/netbridge/netbridge"
 )
@@ -29,8 +30,8 @@ var ErrUnsupported = errors.New("not expressible with the kernel ip= parameter")
 // the hypervisor arguments rendered from the same list. The address is the
 // NIC's first IPv4 address, the netmask its prefix length in dotted form, and
 // the gateway that of the NIC's first IPv4 default route, empty when the NIC
-// has no default route. No DNS, hostname or NTP fields are rendered, so the
-// parameter ends at ":off". KernelIP returns "" and no error when no NIC has
+// has no default route. No hostname or NTP fields are rendered, so without
+// nameservers the parameter ends at ":off". KernelIP returns "" and no error when no NIC has
 // an IPv4 address.
 //
 // The parameter is limited: it configures one interface, one IPv4 address and
@@ -42,7 +43,11 @@ var ErrUnsupported = errors.New("not expressible with the kernel ip= parameter")
 // add a default route without a gateway; for those KernelIP returns an error
 // wrapping [ErrUnsupported] rather than a parameter that would leave the guest
 // without its default route.
-func KernelIP(nics []netbridge.NIC) (string, error) {
+//
+// Nameservers, when given, fill the two DNS fields with the first two IPv4
+// ones (the kernel takes no more, and no IPv6); the kernel only exports
+// them in /proc/net/pnp, so the guest must link /etc/resolv.conf there.
+func KernelIP(nics []netbridge.NIC, nameservers ...netip.Addr) (string, error) {
 	for k := range nics {
 		n := &nics[k]
 		addr, ok, err := firstIPv4(n.Addresses)
@@ -64,7 +69,17 @@ func KernelIP(nics []netbridge.NIC) (string, error) {
 			gwText = gw.String()
 		}
 		mask := net.IP(net.CIDRMask(addr.Bits(), 32)).String()
-		return "ip=" + addr.Addr().String() + "::" + gwText + ":" + mask + "::eth" + strconv.Itoa(k) + ":off", nil
+		param := "ip=" + addr.Addr().String() + "::" + gwText + ":" + mask + "::eth" + strconv.Itoa(k) + ":off"
+		var dns []string
+		for _, ns := range nameservers {
+			if ns.Unmap().Is4() && len(dns) < 2 {
+				dns = append(dns, ns.Unmap().String())
+			}
+		}
+		if len(dns) > 0 {
+			param += ":" + strings.Join(dns, ":")
+		}
+		return param, nil
 	}
 	return "", nil
 }
