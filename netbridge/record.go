@@ -3,9 +3,12 @@ package netbridge
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/macvtap"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -156,7 +159,14 @@ func (r *record) undo(h *netlink.Handle, id string) error {
 
 func undoStep(h *netlink.Handle, id string, s step) error {
 	if s.Op == opDevice {
-		return macvtap.RemoveNode(s.Path)
+		if err := macvtap.RemoveNode(s.Path); err != nil {
+			return err
+		}
+		// The sandbox's device directory goes with its last node.
+		if err := os.Remove(filepath.Dir(s.Path)); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+			return err
+		}
+		return nil
 	}
 	link, err := h.LinkByName(s.Link)
 	if err != nil {

@@ -168,10 +168,15 @@ func (tx *txn) create(s step, fn func() error) error {
 		tx.rec.Journal = tx.rec.Journal[:last]
 		return err
 	}
-	if err := fn(); err != nil {
+	err := beforeStep(len(tx.rec.Journal), s)
+	if err == nil {
+		err = fn()
+	}
+	if err != nil {
 		tx.rec.Journal = tx.rec.Journal[:last]
 		return fmt.Errorf("%s: %w", s, err)
 	}
+	afterStep(len(tx.rec.Journal))
 	tx.rec.Journal[last].Done = true
 	tx.log.Debug("done", "step", s.String(), "elapsed", time.Since(tx.start))
 	return nil

@@ -1,0 +1,43 @@
+//go:build netbridge_testseam
+
+package netbridge
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// With the netbridge_testseam build tag, setup obeys two environment
+// variables, for the crash and rollback tests (test/e2e):
+//
+//	NETBRIDGE_SEAM_CRASH=K   SIGKILL this process at journal step K: with
+//	                         a "-" prefix (-K) just before step K's object
+//	                         is created, else just after
+//	NETBRIDGE_SEAM_FAIL=K    fail journal step K with an injected error
+//
+// K is the step's position in the journal, from 1.
+var (
+	seamCrash = os.Getenv("NETBRIDGE_SEAM_CRASH")
+	seamFail  = os.Getenv("NETBRIDGE_SEAM_FAIL")
+)
+
+// ErrInjected is the error NETBRIDGE_SEAM_FAIL injects.
+var ErrInjected = fmt.Errorf("injected failure (NETBRIDGE_SEAM_FAIL)")
+
+func beforeStep(k int, s step) error {
+	if seamCrash == "-"+strconv.Itoa(k) {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	if seamFail == strconv.Itoa(k) {
+		return ErrInjected
+	}
+	return nil
+}
+
+func afterStep(k int) {
+	if seamCrash == strconv.Itoa(k) {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+}
