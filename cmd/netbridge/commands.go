@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/netbridge/netbridge/hypervisor/cloudhypervisor"
+	"github.com/netbridge/netbridge/hypervisor/firecracker"
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
@@ -340,6 +342,9 @@ func dash(s []string) string {
 	return strings.Join(s, ",")
 }
 
+// renderTargets lists the values of render --for.
+const renderTargets = "qemu, qmp, cloud-hypervisor, firecracker, kernel-cmdline, guest-cmdline, guest-json or cloud-init"
+
 // fdOnlyNote says why a sandbox's QEMU arguments are in the fd form.
 const fdOnlyNote = "A macvtap can only be handed to QEMU as open file descriptors, not by name."
 
@@ -374,6 +379,41 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		}
 		return s, "", err
 	},
+	"qmp": func(sb *netbridge.Sandbox) (string, string, error) {
+		cmds, err := qemu.QMPCommands(sb.NICs, nil)
+		if err != nil {
+			return "", "", err
+		}
+		b, err := qemu.QMPLines(cmds)
+		return strings.TrimSuffix(string(b), "\n"), "each getfd carries one queue fd (SCM_RIGHTS); 'netbridge hotplug --id " + sb.ID + " --qmp SOCKET' sends them", err
+	},
+	"cloud-hypervisor": func(sb *netbridge.Sandbox) (string, string, error) {
+		byFD := false
+		for _, n := range sb.NICs {
+			byFD = byFD || n.Device != ""
+		}
+		vals, err := cloudhypervisor.NetArgs(sb.NICs, 3, byFD)
+		if err != nil {
+			return "", "", err
+		}
+		var args []string
+		for _, v := range vals {
+			args = append(args, "--net", v)
+		}
+		note := ""
+		if byFD {
+			note = fdOnlyNote + " These --net values name fds from 3."
+		}
+		return qemu.Quote(args), note, nil
+	},
+	"firecracker": func(sb *netbridge.Sandbox) (string, string, error) {
+		b, err := firecracker.NetworkInterfaces(sb.NICs)
+		return strings.TrimSuffix(string(b), "\n"), "", err
+	},
+	"cloud-init": func(sb *netbridge.Sandbox) (string, string, error) {
+		b, err := guest.CloudInit(*sb)
+		return strings.TrimSuffix(string(b), "\n"), "", err
+	},
 	"guest-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
 		s, err := guest.Cmdline(sb.NICs)
 		return s, "", err
@@ -391,7 +431,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 		sf         stateFlags
 	)
 	fs.StringVar(&id, "id", "", "sandbox id (required)")
-	fs.StringVar(&target, "for", "", "what to render (required): qemu, kernel-cmdline, guest-cmdline or guest-json")
+	fs.StringVar(&target, "for", "", "what to render (required): "+renderTargets)
 	sf.register(fs, time.Minute)
 	if err := parse(e.stdout, fs, args); err != nil {
 		return err
@@ -401,7 +441,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 	}
 	r, ok := renderers[target]
 	if !ok {
-		return usagef("--for %q: use qemu, kernel-cmdline, guest-cmdline or guest-json", target)
+		return usagef("--for %q: use %s", target, renderTargets)
 	}
 	sb, err := netbridge.Load(sf.stateDir, id)
 	if err != nil {

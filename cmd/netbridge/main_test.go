@@ -121,6 +121,11 @@ func TestSetupJSONContract(t *testing.T) {
 		{"qemu", "-netdev tap,id=net-eth0,ifname=nb-eth0,script=no,downscript=no -device virtio-net-pci,id=nic-eth0"},
 		{"kernel-cmdline", "ip=198.51.100.2::198.51.100.1:255.255.255.0::eth0:off"},
 		{"guest-json", `"addresses": [`},
+		{"guest-cmdline", "netbridge.nic="},
+		{"qmp", `{"execute":"netdev_add","arguments":{"fds":"fd-eth0-0","id":"net-eth0","type":"tap"}}`},
+		{"cloud-hypervisor", "--net tap=nb-eth0,mac="},
+		{"firecracker", `"host_dev_name": "nb-eth0"`},
+		{"cloud-init", "version: 2"},
 	} {
 		code, out, errs := runCLI(t, "render", "--id", "cli-1", "--for", c.target, "--state-dir", dir)
 		if code != 0 || !strings.Contains(out, c.want) {
