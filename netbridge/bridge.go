@@ -56,6 +56,9 @@ func (bridge) wire(tx *txn, nic *NIC) error {
 	if err != nil {
 		return fmt.Errorf("looking up %q: %w", nic.Name, err)
 	}
+	if err := tx.keepNeighbors(iface); err != nil {
+		return err
+	}
 	if err := tx.removeAddresses(iface); err != nil {
 		return err
 	}

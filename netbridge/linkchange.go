@@ -44,6 +44,54 @@ type routeRecord struct {
 	Flags    int          `json:"flags,omitempty"`
 }
 
+// neighRecord is a permanent neighbour entry of an interface.
+type neighRecord struct {
+	IP    netip.Addr `json:"ip"`
+	MAC   MAC        `json:"mac"`
+	Flags int        `json:"flags,omitempty"`
+}
+
+// keepNeighbors journals the permanent neighbour entries of link (such as
+// Calico's 169.254.1.1), because the kernel drops every neighbour entry of
+// a link whose MAC changes or which loses its last IPv4 address. The step
+// creates nothing; its undo, which runs after the MAC and the addresses are
+// back, adds back the entries that are missing.
+func (tx *txn) keepNeighbors(link netlink.Link) error {
+	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return tx.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("listing the neighbours of %q: %w", link.Attrs().Name, err)
+	}
+	s := step{Op: opKeepNeighbors, Link: link.Attrs().Name}
+	for _, n := range neighs {
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || n.State&netlink.NUD_PERMANENT == 0 || len(n.HardwareAddr) == 0 {
+			continue
+		}
+		s.Neighs = append(s.Neighs, neighRecord{IP: ip.Unmap(), MAC: MAC(n.HardwareAddr), Flags: n.Flags})
+	}
+	if len(s.Neighs) == 0 {
+		return nil
+	}
+	return tx.create(s, func() error { return nil })
+}
+
+func restoreNeighbors(h *netlink.Handle, link netlink.Link, s step) error {
+	for _, n := range s.Neighs {
+		family := netlink.FAMILY_V4
+		if n.IP.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		err := h.NeighAdd(&netlink.Neigh{
+			LinkIndex: link.Attrs().Index, Family: family, State: netlink.NUD_PERMANENT,
+			Flags: n.Flags, IP: addrIP(n.IP), HardwareAddr: net.HardwareAddr(n.MAC),
+		})
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding back neighbour %s: %w", n.IP, err)
+		}
+	}
+	return nil
+}
+
 // settableAddrFlags are the IFA_F_* flags an address can be added with.
 const settableAddrFlags = unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_MANAGETEMPADDR | unix.IFA_F_HOMEADDRESS | unix.IFA_F_MCAUTOJOIN
 

@@ -42,6 +42,9 @@ func (macvtapModel) wire(tx *txn, nic *NIC) error {
 	if err != nil {
 		return fmt.Errorf("looking up %q: %w", nic.Name, err)
 	}
+	if err := tx.keepNeighbors(iface); err != nil {
+		return err
+	}
 	if err := tx.removeAddresses(iface); err != nil {
 		return err
 	}

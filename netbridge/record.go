@@ -55,6 +55,9 @@ const (
 	opSetMAC      = "set-mac"          // Link's MAC changed from MAC to NewMAC
 	opRemoveAddrs = "remove-addresses" // Addrs removed from Link, and Routes with them
 	opSetMaster   = "set-master"       // Link enslaved to Master
+	// opKeepNeighbors records Link's permanent neighbours (Neighs), which
+	// the kernel drops with a MAC change or the last IPv4 address.
+	opKeepNeighbors = "keep-neighbors"
 )
 
 // ownedKinds maps the operations that create links to the link type.
@@ -73,6 +76,7 @@ type step struct {
 	Addrs  []addrRecord  `json:"addrs,omitempty"`
 	Routes []routeRecord `json:"routes,omitempty"`
 	Master string        `json:"master,omitempty"`
+	Neighs []neighRecord `json:"neighs,omitempty"`
 	Path   string        `json:"path,omitempty"`
 	Done   bool          `json:"done"`
 }
@@ -97,6 +101,8 @@ func (s step) String() string {
 		return fmt.Sprintf("moving the %d addresses of %q to the guest", len(s.Addrs), s.Link)
 	case opSetMaster:
 		return fmt.Sprintf("attaching %q to %q", s.Link, s.Master)
+	case opKeepNeighbors:
+		return fmt.Sprintf("recording the %d permanent neighbours of %q", len(s.Neighs), s.Link)
 	}
 	return fmt.Sprintf("%s on %q", s.Op, s.Link)
 }
@@ -187,6 +193,8 @@ func undoStep(h *netlink.Handle, id string, s step) error {
 		return restoreAddresses(h, link, s)
 	case opSetMaster:
 		return undoSetMaster(h, link, s)
+	case opKeepNeighbors:
+		return restoreNeighbors(h, link, s)
 	case opQdisc:
 		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
 		if err != nil {
