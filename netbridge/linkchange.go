@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -139,10 +140,18 @@ func (tx *txn) removeAddresses(link netlink.Link) error {
 		return nil
 	}
 	for _, r := range routes {
-		if r.Protocol == unix.RTPROT_KERNEL || r.Table == unix.RT_TABLE_LOCAL || len(r.MultiPath) > 0 {
+		if r.Table == unix.RT_TABLE_LOCAL || len(r.MultiPath) > 0 {
 			continue // the kernel makes these again with the addresses
 		}
-		if p := routeRecordOf(r); p != nil {
+		p := routeRecordOf(r)
+		switch {
+		case p == nil:
+		case r.Protocol == unix.RTPROT_KERNEL:
+			// The kernel makes its prefix routes again with the
+			// addresses; which of them existed is recorded, because a
+			// plugin such as ptp deletes them.
+			s.KernelRoutes = append(s.KernelRoutes, p.Dst)
+		default:
 			s.Routes = append(s.Routes, *p)
 		}
 	}
@@ -185,13 +194,28 @@ func routeRecordOf(r netlink.Route) *routeRecord {
 	return &rr
 }
 
-// restoreAddresses puts back the addresses and then the routes of s.
+// restoreAddresses puts back the addresses of s, removes the prefix routes
+// the kernel makes with them that did not exist before (ptp deletes them),
+// and puts back the routes of s, replacing those the kernel left without
+// their preferred source. It keeps going after an error and returns them
+// all.
 func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
+	var errs []error
 	for _, a := range s.Addrs {
 		addr := &netlink.Addr{IPNet: ipNet(a.Prefix), Flags: a.Flags, Scope: a.Scope, Label: a.Label, Broadcast: addrIP(a.Broadcast)}
 		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("adding back %s: %w", a.Prefix, err)
+			errs = append(errs, fmt.Errorf("adding back %s: %w", a.Prefix, err))
 		}
+	}
+	if slices.ContainsFunc(s.Routes, func(r routeRecord) bool { return r.Src.Is6() }) {
+		// A route may name an IPv6 source only once the address has left
+		// duplicate address detection.
+		if err := waitNotTentative(h, link, 5*time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := removeNewKernelRoutes(h, link, s.KernelRoutes); err != nil {
+		errs = append(errs, err)
 	}
 	// On-link routes first: the gateways of the others must be reachable.
 	routes := slices.Clone(s.Routes)
@@ -204,11 +228,55 @@ func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
 			Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Priority,
 			MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags,
 		}
-		if err := h.RouteAdd(rt); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("adding back route %s via %s: %w", r.Dst, r.Gw, err)
+		if err := h.RouteReplace(rt); err != nil {
+			via := "on link"
+			if r.Gw.IsValid() {
+				via = "via " + r.Gw.String()
+			}
+			errs = append(errs, fmt.Errorf("adding back route %s %s: %w", r.Dst, via, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// removeNewKernelRoutes deletes the kernel's prefix routes on link (main
+// table) whose destination is not among before.
+func removeNewKernelRoutes(h *netlink.Handle, link netlink.Link, before []netip.Prefix) error {
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return fmt.Errorf("listing the routes of %q: %w", link.Attrs().Name, err)
+	}
+	var errs []error
+	for _, r := range routes {
+		p := routeRecordOf(r)
+		if r.Protocol != unix.RTPROT_KERNEL || p == nil || slices.Contains(before, p.Dst) || (p.Dst.Addr().Is6() && p.Dst.Addr().IsLinkLocalUnicast()) {
+			continue
+		}
+		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("removing the kernel's new route %s: %w", p.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitNotTentative waits until no IPv6 address of link is tentative.
+func waitNotTentative(h *netlink.Handle, link netlink.Link, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V6) })
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.Flags&unix.IFA_F_TENTATIVE != 0 }) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 addresses of %q still tentative after %s", link.Attrs().Name, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func ignoreAddrGone(err error) error {

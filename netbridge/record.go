@@ -3,6 +3,7 @@ package netbridge
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -75,10 +76,13 @@ type step struct {
 	NewMAC MAC           `json:"new_mac,omitempty"`
 	Addrs  []addrRecord  `json:"addrs,omitempty"`
 	Routes []routeRecord `json:"routes,omitempty"`
-	Master string        `json:"master,omitempty"`
-	Neighs []neighRecord `json:"neighs,omitempty"`
-	Path   string        `json:"path,omitempty"`
-	Done   bool          `json:"done"`
+	// KernelRoutes are the destinations of the kernel's prefix routes on
+	// Link when its addresses were removed.
+	KernelRoutes []netip.Prefix `json:"kernel_routes,omitempty"`
+	Master       string         `json:"master,omitempty"`
+	Neighs       []neighRecord  `json:"neighs,omitempty"`
+	Path         string         `json:"path,omitempty"`
+	Done         bool           `json:"done"`
 }
 
 func (s step) String() string {

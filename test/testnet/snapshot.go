@@ -63,7 +63,8 @@ const settleTimeout = 5 * time.Second
 // asynchronously (after the link gains carrier, from the linkwatch work) and
 // they are tentative during DAD, so ReadSnapshot first waits, up to five
 // seconds, until no link has a pending carrier change, no address is
-// tentative and two dumps taken 50 ms apart agree.
+// tentative, every IPv6 address of a running link has its local route, and
+// two dumps taken 50 ms apart agree.
 func ReadSnapshot(n ns.NetNS) (string, error) {
 	h, err := NewHandle(n)
 	if err != nil {
@@ -141,6 +142,9 @@ func dumpState(h *netlink.Handle) (string, bool, error) {
 		lines = append(lines, routeLine(r, names))
 	}
 	writeSection(&b, lines)
+	if !localRoutesComplete(links, addrs, routes) {
+		settled = false
+	}
 
 	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return h.NeighList(0, netlink.FAMILY_ALL) })
 	if err != nil {
@@ -185,6 +189,34 @@ func dumpState(h *netlink.Handle) (string, bool, error) {
 	writeSection(&b, qlines)
 	writeSection(&b, flines)
 	return b.String(), settled, nil
+}
+
+// localRoutesComplete reports whether every IPv6 address that finished DAD
+// on a running link has its local route yet. The kernel clears the
+// tentative flag and only then, separately, inserts that route, so a dump
+// can fall between the two; under load the gap can outlast the 50 ms
+// between two dumps.
+func localRoutesComplete(links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route) bool {
+	running := map[int]bool{}
+	for _, l := range links {
+		a := l.Attrs()
+		running[a.Index] = a.RawFlags&(unix.IFF_UP|unix.IFF_RUNNING) == unix.IFF_UP|unix.IFF_RUNNING
+	}
+	local := map[string]bool{}
+	for _, r := range routes {
+		if r.Type == unix.RTN_LOCAL && r.Family == unix.AF_INET6 && r.Dst != nil {
+			local[fmt.Sprintf("%d/%s", r.LinkIndex, r.Dst.IP)] = true
+		}
+	}
+	for _, a := range addrs {
+		if a.IP.To4() != nil || !running[a.LinkIndex] || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			continue
+		}
+		if !local[fmt.Sprintf("%d/%s", a.LinkIndex, a.IP)] {
+			return false
+		}
+	}
+	return true
 }
 
 func writeSection(b *strings.Builder, lines []string) {
