@@ -13,10 +13,17 @@
 #
 # netbridge setup creates the tap and the redirect; a ping from the node is
 # answered by the fake guest through the tap, and the guest pings the
-# gateway back. Then netbridge teardown restores the pod netns, and
-# everything is removed. The host network namespace is never touched: no
-# links, addresses, routes or sysctls are changed there, and only
-# documentation address ranges (198.51.100.0/24) are used.
+# gateway back. Then a real VM takes the fake guest's place on the same
+# tap: QEMU (TCG, no KVM needed), started inside the pod netns, boots
+# Debian's cloud kernel with the busybox initramfs of the VM tests
+# (test/vm), whose /init configures the NIC from netbridge's guest command
+# line, pings the gateway, answers the node's pings and powers off. Then
+# netbridge teardown restores the pod netns, and everything is removed.
+# The host network namespace is never touched: no links, addresses, routes
+# or sysctls are changed there, and only documentation address ranges
+# (198.51.100.0/24) are used. Missing Debian packages are installed with
+# apt-get (iproute2, iputils-ping, jq; for the VM qemu-system-x86,
+# linux-image-cloud-amd64, busybox-static).
 #
 # Exit status: 0 when every step and ping worked, non-zero otherwise.
 set -euo pipefail
@@ -28,7 +35,27 @@ info() { printf '   %s\n' "$*"; }
 # run prints a command, then runs it.
 run() { printf '$ %s\n' "$*"; "$@"; }
 indent() { sed 's/^/   /'; }
+# quoted prints its arguments as one line, single-quoting those with spaces.
+quoted() {
+	local a words=()
+	for a; do
+		[[ $a == *[[:space:]]* ]] && a="'$a'"
+		words+=("$a")
+	done
+	printf '%s' "${words[*]}"
+}
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+# install_packages installs Debian packages with apt-get (index updated
+# first), showing apt's output only when it fails.
+install_packages() {
+	info "installing $*"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	if ! apt-get install -y -qq --no-install-recommends "$@" >"$TMP/apt.log" 2>&1; then
+		cat "$TMP/apt.log" >&2
+		die "apt-get install $* failed"
+	fi
+}
 
 # --- preconditions ---------------------------------------------------------
 
@@ -48,6 +75,7 @@ SUBNET=198.51.100.0/24
 NB=$ROOT/bin/netbridge
 CNI_BIN=$ROOT/bin/cni
 GUEST=$ROOT/bin/fakeguest
+MKINITRAMFS=$ROOT/bin/mkinitramfs
 
 # State for cleanup: each is set only once its step has run.
 TMP=""
@@ -57,6 +85,7 @@ CNI_ADDED=""
 SETUP_TRIED=""
 TORN_DOWN=""
 GUEST_PID=""
+QEMU_PID=""
 FAILED=0
 
 # cleanup runs on every exit, also after an error or Ctrl-C, and undoes
@@ -73,6 +102,14 @@ cleanup() {
 		fi
 		wait "$GUEST_PID" 2>/dev/null
 		GUEST_PID=""
+	fi
+	if [[ -n $QEMU_PID ]]; then
+		if kill -0 "$QEMU_PID" 2>/dev/null; then
+			info "killing QEMU (pid $QEMU_PID)"
+			kill -KILL "$QEMU_PID"
+		fi
+		wait "$QEMU_PID" 2>/dev/null
+		QEMU_PID=""
 	fi
 	if [[ -n $SETUP_TRIED && -z $TORN_DOWN ]]; then
 		info "netbridge teardown --id $ID"
@@ -126,13 +163,7 @@ for c in ip:iproute2 tc:iproute2 ping:iputils-ping jq:jq; do
 done
 if ((${#missing[@]})); then
 	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-	info "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TMP/apt.log" 2>&1; then
-		cat "$TMP/apt.log" >&2
-		die "apt-get install ${missing[*]} failed"
-	fi
+	install_packages "${missing[@]}"
 fi
 info "ip, tc, ping, jq, go: present"
 
@@ -144,6 +175,7 @@ run go build -o "$CNI_BIN/" \
 	github.com/containernetworking/plugins/plugins/main/bridge \
 	github.com/containernetworking/plugins/plugins/ipam/host-local
 run go build -o "$GUEST" ./test/fakeguest/cmd/fakeguest
+run go build -o "$MKINITRAMFS" ./test/vm/cmd/mkinitramfs
 run "$NB" version
 
 step "2. network namespaces: node $NODE, pod $POD"
@@ -278,7 +310,131 @@ if ((guest_rc != 0)); then
 	FAILED=1
 fi
 
-step "13. netbridge teardown: the pod netns is back as CNI left it"
+# --- a real VM on the same tap ---------------------------------------------
+
+# serial prints the guest's serial console so far, without the CRs of its
+# line ends.
+serial() { tr -d '\r' <"$TMP/serial.log"; }
+# on_serial succeeds if a line of the serial console starts with $1.
+on_serial() { grep -q -- "^$1" "$TMP/serial.log"; }
+# serial_wait waits up to $2 seconds for a line of the guest's serial
+# console starting with $1; it fails early if QEMU has exited.
+serial_wait() {
+	local deadline=$((SECONDS + $2))
+	while ((SECONDS < deadline)); do
+		on_serial "$1" && return 0
+		if ! kill -0 "$QEMU_PID" 2>/dev/null; then
+			on_serial "$1" && return 0
+			info "QEMU exited before \"$1\" appeared"
+			return 1
+		fi
+		sleep 0.1
+	done
+	info "\"$1\" did not appear on the serial console within $2 s"
+	return 1
+}
+# vm_failed shows the guest's console and QEMU's output, then stops.
+vm_failed() {
+	info "FAILED: $*"
+	info "serial console:"
+	serial | indent || true
+	info "QEMU output:"
+	indent <"$TMP/qemu.log" || true
+	die "the VM part failed"
+}
+
+step "13. a real VM: QEMU, the Debian cloud kernel, a static busybox"
+missing=()
+for p in qemu-system-x86 linux-image-cloud-amd64 busybox-static; do
+	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	install_packages "${missing[@]}"
+fi
+info "qemu-system-x86, linux-image-cloud-amd64, busybox-static: present"
+
+step "14. the guest's initramfs (the VM tests' one: busybox, virtio-net, test/vm/init.sh)"
+printf '$ %s -o %s\n' "$MKINITRAMFS" "$TMP/initramfs.cpio.gz"
+KERNEL=$("$MKINITRAMFS" -o "$TMP/initramfs.cpio.gz")
+info "kernel $KERNEL, initramfs $(($(stat -c %s "$TMP/initramfs.cpio.gz") / 1024)) KiB"
+
+step "15. boot the VM inside the pod netns: QEMU opens $TAP by name"
+run "$NB" render --id "$ID" --for qemu --state-dir "$TMP/state"
+run "$NB" render --id "$ID" --for guest-cmdline --state-dir "$TMP/state"
+# render quotes for a POSIX shell; eval splits it back into the arguments.
+eval "NET_ARGS=($("$NB" render --id "$ID" --for qemu --state-dir "$TMP/state"))"
+NIC_CMDLINE=$("$NB" render --id "$ID" --for guest-cmdline --state-dir "$TMP/state")
+# The guest's /init (test/vm/init.sh) configures eth0 from netbridge.nic=,
+# pings the gateway, then answers pings until it has answered 3 (at most
+# 20 s) and powers off.
+APPEND="console=ttyS0 panic=-1 quiet $NIC_CMDLINE nbtest.ping=$GW nbtest.wait=20 nbtest.echoes=3,0"
+QEMU_ARGS=(-machine "pc,accel=tcg" -cpu max -smp 1 -m 256 -nodefaults -nographic -no-reboot
+	-serial "file:$TMP/serial.log" -kernel "$KERNEL" -initrd "$TMP/initramfs.cpio.gz" -append "$APPEND"
+	"${NET_ARGS[@]}")
+printf '$ ip netns exec %s qemu-system-x86_64 %s &\n' "$POD" "$(quoted "${QEMU_ARGS[@]}")"
+: >"$TMP/serial.log"
+# ip netns exec execs QEMU: $! is QEMU's pid.
+ip netns exec "$POD" qemu-system-x86_64 "${QEMU_ARGS[@]}" >"$TMP/qemu.log" 2>&1 &
+QEMU_PID=$!
+info "QEMU pid $QEMU_PID; waiting for the guest to configure its NIC"
+serial_wait "NBTEST NET " 60 || vm_failed "the guest did not come up"
+serial | grep -E '^NBTEST (INIT|NIC|NET)|^ +inet .* global|^default' | indent || true
+on_serial "NBTEST NET OK" || vm_failed "the guest could not configure its NIC"
+
+step "16. the VM pings its gateway $GW (VM -> $TAP -> eth0 -> node), from its serial console"
+serial_wait "NBTEST PING $GW " 30 || vm_failed "the guest did not report its ping"
+serial | grep "^NBTEST PING" | indent || true
+if ! on_serial "NBTEST PING $GW OK"; then
+	info "FAILED: the VM got no reply from $GW"
+	FAILED=1
+fi
+
+step "17. the node pings the VM at $POD_IP (node -> eth0 -> $TAP -> VM)"
+serial_wait "NBTEST WAIT" 30 || vm_failed "the guest did not start waiting for pings"
+if ! run ip netns exec "$NODE" ping -c 3 -W 2 "$POD_IP"; then
+	info "FAILED: no reply from $POD_IP"
+	FAILED=1
+fi
+serial_wait "NBTEST ECHOES" 30 || vm_failed "the guest did not report its echo counters"
+serial | grep "^NBTEST ECHOES" | indent || true
+echoes=$(serial | sed -n 's/^NBTEST ECHOES v4=\([0-9]*\).*/\1/p')
+if ((${echoes:-0} >= 3)); then
+	info "the VM's kernel answered the node's 3 echo requests (the pod netns cannot: tc redirects eth0 to $TAP)"
+else
+	info "FAILED: the VM answered ${echoes:-no} echo requests, expected at least 3"
+	FAILED=1
+fi
+
+step "18. power off: the VM has answered and powers itself off"
+serial_wait "NBTEST DONE" 30 || vm_failed "the guest did not finish"
+qemu_rc=0
+for _ in $(seq 300); do
+	kill -0 "$QEMU_PID" 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 "$QEMU_PID" 2>/dev/null; then
+	info "FAILED: QEMU still runs 30 s after the guest powered off; killing it"
+	kill -KILL "$QEMU_PID"
+	FAILED=1
+fi
+wait "$QEMU_PID" || qemu_rc=$?
+QEMU_PID=""
+if ((qemu_rc == 0)); then
+	info "the guest powered off; QEMU exited with status 0"
+else
+	info "FAILED: QEMU exited with status $qemu_rc"
+	indent <"$TMP/qemu.log"
+	FAILED=1
+fi
+if on_serial "NBTEST ERROR"; then
+	serial | grep '^NBTEST ERROR' | indent
+	info "FAILED: the guest's init reported errors"
+	FAILED=1
+fi
+
+# --- teardown ----------------------------------------------------------------
+
+step "19. netbridge teardown: the pod netns is back as CNI left it"
 run "$NB" teardown --id "$ID" --state-dir "$TMP/state"
 TORN_DOWN=1
 run ip -n "$POD" -br link

@@ -25,11 +25,14 @@ import (
 //go:embed init.sh
 var initScript []byte
 
-// rootModules are the modules the guest needs for its NICs; their
-// dependencies are added from modules.dep, dependencies first. On Debian's
-// cloud kernel the result is virtio_ring, virtio, failover, net_failover,
-// virtio_net, virtio_pci_legacy_dev, virtio_pci_modern_dev, virtio_pci.
-var rootModules = []string{"virtio_net", "virtio_pci"}
+// rootModules are the modules the guest needs: button for the ACPI power
+// button (nbtest.powerdown) and virtio-net for its NICs; their
+// dependencies are added from modules.dep, dependencies first, and those
+// built into the kernel (modules.builtin) are left out. On Debian's cloud
+// kernel the result is button, virtio_ring, virtio, failover,
+// net_failover, virtio_net, virtio_pci_legacy_dev, virtio_pci_modern_dev,
+// virtio_pci.
+var rootModules = []string{"button", "virtio_net", "virtio_pci"}
 
 var initramfs struct {
 	sync.Mutex
@@ -37,31 +40,60 @@ var initramfs struct {
 }
 
 // Initramfs returns the path of a gzip'd cpio initramfs for [Kernel]: a
-// static busybox with applet links in /bin, the kernel's virtio-net modules
-// (uncompressed, listed in load order in /lib/modules/order) and init.sh
-// as /init. It is built once per test binary and kept in the user cache
-// directory (<cache>/netbridge-vm/initramfs-<kernel version>-<content
-// hash>.cpio.gz), so a later run with the same inputs reuses the file;
-// files unused for a week are removed when another one is built.
+// static busybox with applet links in /bin, the kernel's virtio-net and
+// ACPI button modules (uncompressed, listed in load order in
+// /lib/modules/order) and init.sh as /init. It is built once per test
+// binary and kept in the user cache directory
+// (<cache>/netbridge-vm/initramfs-<kernel version>-<content hash>.cpio.gz),
+// so a later run with the same inputs reuses the file; files unused for a
+// week are removed when another one is built.
 func Initramfs(t testing.TB) string {
 	t.Helper()
 	kernel := Kernel(t)
 	busybox := Busybox(t)
-	kver := KernelVersion(kernel)
+	p, err := cachedInitramfs(KernelVersion(kernel), busybox)
+	if err != nil {
+		t.Fatalf("building the guest initramfs for kernel %s: %v", KernelVersion(kernel), err)
+	}
+	return p
+}
+
+// BuildInitramfs is Initramfs without a test, for tools such as
+// cmd/mkinitramfs: it returns the guest kernel ([FindKernel]) and the path
+// of the same cached initramfs the tests boot it with.
+func BuildInitramfs() (kernel, path string, err error) {
+	kernel, err = FindKernel()
+	if err != nil {
+		return "", "", err
+	}
+	busybox, err := FindBusybox()
+	if err != nil {
+		return "", "", err
+	}
+	path, err = cachedInitramfs(KernelVersion(kernel), busybox)
+	if err != nil {
+		return "", "", fmt.Errorf("building the guest initramfs for kernel %s: %w", KernelVersion(kernel), err)
+	}
+	return kernel, path, nil
+}
+
+// cachedInitramfs returns the initramfs of kernel version kver, building
+// it at most once per process.
+func cachedInitramfs(kver, busybox string) (string, error) {
 	initramfs.Lock()
 	defer initramfs.Unlock()
 	if p, ok := initramfs.built[kver]; ok {
-		return p
+		return p, nil
 	}
 	p, err := buildInitramfs(kver, busybox)
 	if err != nil {
-		t.Fatalf("building the guest initramfs for kernel %s: %v", kver, err)
+		return "", err
 	}
 	if initramfs.built == nil {
 		initramfs.built = map[string]string{}
 	}
 	initramfs.built[kver] = p
-	return p
+	return p, nil
 }
 
 // buildInitramfs writes the initramfs of kernel version kver into the
@@ -73,7 +105,19 @@ func buildInitramfs(kver, busybox string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mods, err := resolveModules(dep, rootModules...)
+	builtin := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(modDir, "modules.builtin")); err == nil {
+		for _, file := range strings.Fields(string(b)) {
+			builtin[moduleName(file)] = true
+		}
+	}
+	var roots []string
+	for _, m := range rootModules {
+		if !builtin[m] {
+			roots = append(roots, m)
+		}
+	}
+	mods, err := resolveModules(dep, roots...)
 	if err != nil {
 		return "", fmt.Errorf("%s/modules.dep: %w", modDir, err)
 	}

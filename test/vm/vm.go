@@ -2,11 +2,13 @@
 // Debian cloud kernel with a busybox initramfs whose /init configures
 // every NIC from the netbridge.nic= kernel parameters (hypervisor/guest's
 // Cmdline), pings, optionally waits to be pinged, reports on the serial
-// console and powers off.
+// console and powers off. With nbtest.hotplug it boots without NICs and
+// configures them once they are hot-plugged (QMP), and waits for their
+// removal before powering off (see init.sh).
 //
 // QEMU runs under TCG (no KVM needed) inside the sandbox network
 // namespace, so it can open netbridge's taps by name; fd-passed NICs
-// (macvtap) go in as exec.Cmd.ExtraFiles. The helpers skip the test when
+// (macvtap) go in as exec.Cmd.ExtraFiles, hot-plugged ones over QMP. The helpers skip the test when
 // QEMU, the kernel or busybox is missing, and fail instead when the
 // environment variable CI is set.
 package vm
@@ -64,15 +66,24 @@ func missing(t testing.TB, format string, args ...any) {
 // installed.
 func Kernel(t testing.TB) string {
 	t.Helper()
+	p, err := FindKernel()
+	if err != nil {
+		missing(t, "%v", err)
+	}
+	return p
+}
+
+// FindKernel is Kernel without a test: it returns the newest
+// /boot/vmlinuz-*-cloud-amd64 whose modules are installed, or an error.
+func FindKernel() (string, error) {
 	paths, _ := filepath.Glob(kernelGlob)
 	slices.SortFunc(paths, func(a, b string) int { return compareVersions(KernelVersion(a), KernelVersion(b)) })
 	for _, p := range slices.Backward(paths) {
 		if _, err := os.Stat(filepath.Join(modulesRoot, KernelVersion(p), "modules.dep")); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	missing(t, "no guest kernel %s with its modules in %s", kernelGlob, modulesRoot)
-	return ""
+	return "", fmt.Errorf("no guest kernel %s with its modules in %s", kernelGlob, modulesRoot)
 }
 
 // KernelVersion returns the version of a /boot/vmlinuz-<version> path.
@@ -116,17 +127,27 @@ func digitRun(s string) int {
 // (the guest has no libraries).
 func Busybox(t testing.TB) string {
 	t.Helper()
+	p, err := FindBusybox()
+	if err != nil {
+		missing(t, "%v", err)
+	}
+	return p
+}
+
+// FindBusybox is Busybox without a test: it returns BusyboxPath, or an
+// error if that is not a static binary.
+func FindBusybox() (string, error) {
 	f, err := elf.Open(BusyboxPath)
 	if err != nil {
-		missing(t, "%s is missing or not an ELF binary: %v", BusyboxPath, err)
+		return "", fmt.Errorf("%s is missing or not an ELF binary: %w", BusyboxPath, err)
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			missing(t, "%s is dynamically linked; the guest needs the static busybox", BusyboxPath)
+			return "", fmt.Errorf("%s is dynamically linked; the guest needs the static busybox", BusyboxPath)
 		}
 	}
-	return BusyboxPath
+	return BusyboxPath, nil
 }
 
 // QEMU returns the path of qemu-system-x86_64.
@@ -189,6 +210,8 @@ const pollInterval = 10 * time.Millisecond
 //	  -nographic -no-reboot -serial file:LOG -kernel KERNEL -initrd INITRAMFS
 //	  -append "console=ttyS0 panic=-1 quiet CMDLINE" NETARGS...
 //
+// NETARGS are netArgs: the NIC arguments, and any other QEMU options, for
+// example -qmp unix:PATH,server=on,wait=off for a hot-plug test.
 // extraFiles become descriptors 3, 4, ... of QEMU, as the fds= of
 // qemu.ByFD(nics, opts, 3) expect. QEMU is killed (by its pid) when timeout
 // passes, and at the end of the test if it still runs; the cleanup waits
