@@ -1,7 +1,9 @@
 package netbridge
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/tap"
 )
 
 func TestTapNamesFitAndDiffer(t *testing.T) {
@@ -167,3 +170,32 @@ func TestReadRecordRefusesForeignAndNewer(t *testing.T) {
 }
 
 func tapNameForTest(ifname string) string { return nameFor(tapPrefix, ifname) }
+
+func TestRetryBusy(t *testing.T) {
+	calls := 0
+	err := retryBusy(context.Background(), func() error {
+		calls++
+		if calls < 3 {
+			return fmt.Errorf("adding: %w", unix.EBUSY)
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("retryBusy = %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	err = retryBusy(context.Background(), func() error { calls++; return fmt.Errorf("%w (%w)", tap.ErrExists, unix.EBUSY) })
+	if calls != 1 || !errors.Is(err, tap.ErrExists) {
+		t.Errorf("a taken tap name was retried %d times (%v)", calls, err)
+	}
+	calls = 0
+	err = retryBusy(context.Background(), func() error { calls++; return unix.EPERM })
+	if calls != 1 || !errors.Is(err, unix.EPERM) {
+		t.Errorf("EPERM was retried %d times", calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := retryBusy(ctx, func() error { return unix.EAGAIN }); !errors.Is(err, context.Canceled) {
+		t.Errorf("retryBusy with a cancelled context = %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/macaddr"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -170,7 +171,7 @@ func (tx *txn) create(s step, fn func() error) error {
 	}
 	err := beforeStep(len(tx.rec.Journal), s)
 	if err == nil {
-		err = fn()
+		err = retryBusy(tx.ctx, fn)
 	}
 	if err != nil {
 		tx.rec.Journal = tx.rec.Journal[:last]
@@ -180,6 +181,36 @@ func (tx *txn) create(s step, fn func() error) error {
 	tx.rec.Journal[last].Done = true
 	tx.log.Debug("done", "step", s.String(), "elapsed", time.Since(tx.start))
 	return nil
+}
+
+// Transient kernel answers (CNI may still be configuring the interface, or
+// RTNL is contended) are retried with a bounded backoff.
+const (
+	busyFirstDelay = 5 * time.Millisecond
+	busyMaxDelay   = 100 * time.Millisecond
+	busyLimit      = 2 * time.Second
+)
+
+// retryBusy runs fn, again while it fails with EBUSY or EAGAIN, for at most
+// busyLimit. fn must leave nothing behind when it fails (as create's do),
+// so running it again is safe. A tap name taken by someone else is EBUSY
+// too, but final.
+func retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(busyLimit)
+	delay := busyFirstDelay
+	for {
+		err := fn()
+		transient := (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EAGAIN)) && !errors.Is(err, tap.ErrExists)
+		if !transient || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, busyMaxDelay)
+	}
 }
 
 // setup discovers the interfaces and wires the attached ones.
