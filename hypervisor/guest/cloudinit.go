@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/netbridge"
 )
 
@@ -123,7 +124,7 @@ func CloudInit(s netbridge.Sandbox) ([]byte, error) {
 // checkCloudInitNIC validates n with the rules of the guest network
 // document.
 func checkCloudInitNIC(n *netbridge.NIC) error {
-	if err := checkGuestMAC(n.GuestMAC); err != nil {
+	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
 		return err
 	}
 	ifc := Interface{MTU: n.MTU, Addresses: n.Addresses}

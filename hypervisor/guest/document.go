@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/netbridge"
 )
 
@@ -81,7 +82,7 @@ func NewDocument(s netbridge.Sandbox) (Document, error) {
 	owner := make(map[string]int, len(s.NICs))
 	for k := range s.NICs {
 		n := &s.NICs[k]
-		if err := checkGuestMAC(n.GuestMAC); err != nil {
+		if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
 			return Document{}, fmt.Errorf("guest: document: %s: %w", label(n, k), err)
 		}
 		key := n.GuestMAC.String()
@@ -221,7 +222,7 @@ func (d Document) Validate() error {
 		if err != nil {
 			return fmt.Errorf("guest: document: interface %q: %w", key, err)
 		}
-		if err := checkGuestMAC(netbridge.MAC(hw)); err != nil {
+		if err := nicdata.GuestMAC(netbridge.MAC(hw)); err != nil {
 			return fmt.Errorf("guest: document: interface %s: %w", key, err)
 		}
 		if canon := hw.String(); canon != key {
@@ -312,19 +313,6 @@ func (nb Neighbor) validate() error {
 		return fmt.Errorf("%s: MAC missing", nb.IP)
 	case len(nb.MAC) != 6:
 		return fmt.Errorf("%s: MAC %s is not a 6-byte Ethernet address", nb.IP, nb.MAC)
-	}
-	return nil
-}
-
-// checkGuestMAC checks that m can be a guest NIC's address.
-func checkGuestMAC(m netbridge.MAC) error {
-	switch {
-	case len(m) == 0:
-		return errors.New("guest MAC missing")
-	case len(m) != 6:
-		return fmt.Errorf("guest MAC %s is not a 6-byte Ethernet address", m)
-	case m[0]&0x01 != 0:
-		return fmt.Errorf("guest MAC %s is a multicast address", m)
 	}
 	return nil
 }

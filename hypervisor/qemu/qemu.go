@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/netbridge"
 )
 
@@ -216,14 +217,8 @@ func device(driver string, n *netbridge.NIC, id, netdevID string, queues int) st
 // checkNIC validates the parts of n that both forms render and returns its
 // queue count (at least 1).
 func checkNIC(n *netbridge.NIC) (queues int, err error) {
-	mac := n.GuestMAC
-	switch {
-	case len(mac) == 0:
-		return 0, errors.New("guest MAC missing")
-	case len(mac) != 6:
-		return 0, fmt.Errorf("guest MAC %s is not a 6-byte Ethernet address", mac)
-	case mac[0]&0x01 != 0:
-		return 0, fmt.Errorf("guest MAC %s is a multicast address", mac)
+	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
+		return 0, err
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		return 0, fmt.Errorf("MTU %d out of range 68..65535", n.MTU)
