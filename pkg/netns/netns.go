@@ -7,6 +7,10 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
@@ -53,6 +57,12 @@ func (id ID) String() string { return fmt.Sprintf("%d:%d", id.Dev, id.Ino) }
 // ErrNotExist, ErrNotNetns or ErrHostNetns when the path is missing, is not
 // a netns, or is the host's netns.
 func Open(path string) (*NS, error) {
+	if ownNetnsPath(path) {
+		// Whatever thread these name right now, they mean "this process's
+		// namespace": the host's for a hook or CLI. (The main thread may
+		// be inside another namespace at this instant, lent to a Do.)
+		return nil, fmt.Errorf("opening netns %q: %w: it names netbridge's own namespace", path, ErrHostNetns)
+	}
 	n, err := ns.GetNS(path)
 	if err != nil {
 		var notExist ns.NSPathNotExistErr
@@ -95,6 +105,21 @@ func refuseHost(path string, id ID) error {
 		return fmt.Errorf("opening netns %q: cannot tell whether it is the host namespace: %w", path, errors.Join(err, startNetnsErr))
 	}
 	return nil
+}
+
+// ownNetnsPath reports whether path names the calling process's own netns
+// through /proc: /proc/self/..., /proc/thread-self/... or /proc/<our pid>/....
+func ownNetnsPath(path string) bool {
+	p := filepath.Clean(path)
+	if !strings.HasSuffix(p, "/ns/net") {
+		return false // another namespace type: Open says it is not a netns
+	}
+	for _, prefix := range []string{"/proc/self/", "/proc/thread-self/", "/proc/" + strconv.Itoa(os.Getpid()) + "/"} {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // PathID returns the ID of the namespace file at path.

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"sync"
@@ -80,5 +81,14 @@ func TestDoRunsInsideAndNeverMovesOtherThreads(t *testing.T) {
 	wg.Wait()
 	if cur, _ := Current(); cur != home {
 		t.Errorf("the calling thread moved to %v, was %v", cur, home)
+	}
+}
+
+func TestOpenRefusesOwnProcPathsWhateverTheMainThreadDoes(t *testing.T) {
+	requireRoot(t)
+	for _, p := range []string{"/proc/self/ns/net", "/proc/thread-self/ns/net", fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), os.Getpid()), "/proc/self/../self/ns/net"} {
+		if _, err := Open(p); !errors.Is(err, ErrHostNetns) {
+			t.Errorf("Open(%q) = %v, want ErrHostNetns", p, err)
+		}
 	}
 }
