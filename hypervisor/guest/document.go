@@ -199,6 +199,9 @@ func (d Document) normalized() Document {
 		ifcs[key] = ifc
 	}
 	d.Interfaces = ifcs
+	if d.DNS.IsZero() {
+		d.DNS = netbridge.DNS{} // empty lists are no DNS, as when it is absent
+	}
 	return d
 }
 
