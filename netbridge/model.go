@@ -1,8 +1,11 @@
 package netbridge
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/probe"
 )
@@ -151,10 +154,7 @@ func (c *chooser) choose(ifc *Interface) (model, string, error) {
 	if missing := f.Missing(probe.Tun); len(missing) > 0 {
 		return nil, "", fmt.Errorf("no model can work: the kernel has no %s", strings.Join(missing, ", "))
 	}
-	tcMissing := f.Missing(probe.Ingress, probe.Mirred)
-	if !f.Has(probe.U32) && !f.Has(probe.Matchall) {
-		tcMissing = append(tcMissing, "u32 or matchall")
-	}
+	tcMissing := missingFor(ModelTCFilter, f)
 	if len(tcMissing) == 0 {
 		return tcfilter{}, "auto: the kernel has ingress, mirred and " + map[bool]string{true: "matchall", false: "u32"}[f.Has(probe.Matchall)], nil
 	}
@@ -170,6 +170,59 @@ func (c *chooser) choose(ifc *Interface) (model, string, error) {
 	return nil, "", fmt.Errorf("model auto: the kernel lacks %s (tcfilter), bridge and macvtap", strings.Join(tcMissing, ", "))
 }
 
+// ErrMissingFeature reports that the kernel lacks a feature the model
+// needs; the error names the feature and a model that works.
+var ErrMissingFeature = errors.New("missing kernel feature")
+
+// missingFor returns the features model needs that f lacks.
+func missingFor(model string, f probe.Features) []string {
+	switch model {
+	case ModelTCFilter:
+		m := f.Missing(probe.Tun, probe.Ingress, probe.Mirred)
+		if !f.Has(probe.U32) && !f.Has(probe.Matchall) {
+			m = append(m, "u32 or matchall")
+		}
+		return m
+	case ModelBridge:
+		return f.Missing(probe.Tun, probe.Bridge)
+	case ModelMacvtap:
+		return f.Missing(probe.Macvtap)
+	case ModelNone:
+		return f.Missing(probe.Tun)
+	}
+	return nil
+}
+
+// explainMissing turns a setup error that says the kernel lacks something
+// (ENOENT or EOPNOTSUPP from creating a qdisc, filter or link) into one that
+// names the missing feature and the models that work, by probing the
+// kernel. Other errors, and errors the probe cannot explain, are returned
+// as they are.
+func explainMissing(err error, model string) error {
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return err
+	}
+	f, perr := probe.Run()
+	if perr != nil {
+		return err
+	}
+	missing := missingFor(model, f)
+	if len(missing) == 0 {
+		return err
+	}
+	var works []string
+	for _, m := range []string{ModelTCFilter, ModelBridge, ModelMacvtap} {
+		if len(missingFor(m, f)) == 0 {
+			works = append(works, m)
+		}
+	}
+	hint := "no model works on this kernel"
+	if len(works) > 0 {
+		hint = "use --model " + strings.Join(works, " or --model ")
+	}
+	return fmt.Errorf("%w: model %s cannot work: this kernel lacks %s (see netbridge probe); %s: %w", ErrMissingFeature, model, strings.Join(missing, ", "), hint, err)
+}
+
 // ModelAvailable says whether a model works with the probed kernel.
 type ModelAvailable struct {
 	Model string `json:"model"`
@@ -181,20 +234,20 @@ type ModelAvailable struct {
 // ModelSupport reports, for each model, whether the kernel features f
 // let it work.
 func ModelSupport(f probe.Features) []ModelAvailable {
-	avail := func(name string, need ...string) ModelAvailable {
-		if m := f.Missing(need...); len(m) > 0 {
-			return ModelAvailable{Model: name, Detail: "missing " + strings.Join(m, ", ")}
+	avail := func(name string) ModelAvailable {
+		if m := missingFor(name, f); len(m) > 0 {
+			// In a list of what is missing, neither classifier is there.
+			detail := strings.ReplaceAll(strings.Join(m, ", "), "u32 or matchall", "u32 and matchall")
+			return ModelAvailable{Model: name, Detail: "missing " + detail}
 		}
 		return ModelAvailable{Model: name, Works: true}
 	}
-	tc := avail(ModelTCFilter, probe.Tun, probe.Ingress, probe.Mirred)
-	if tc.Works && !f.Has(probe.U32) && !f.Has(probe.Matchall) {
-		tc = ModelAvailable{Model: ModelTCFilter, Detail: "missing u32 and matchall"}
-	} else if tc.Works {
+	tc := avail(ModelTCFilter)
+	if tc.Works {
 		tc.Detail = "classifier " + map[bool]string{true: "matchall", false: "u32"}[f.Has(probe.Matchall)]
 	}
-	br := avail(ModelBridge, probe.Tun, probe.Bridge)
-	mvt := avail(ModelMacvtap, probe.Macvtap)
+	br := avail(ModelBridge)
+	mvt := avail(ModelMacvtap)
 	auto := ModelAvailable{Model: ModelAuto, Works: true}
 	switch {
 	case tc.Works:
@@ -206,7 +259,7 @@ func ModelSupport(f probe.Features) []ModelAvailable {
 	default:
 		auto = ModelAvailable{Model: ModelAuto, Detail: "no model works"}
 	}
-	return []ModelAvailable{tc, br, mvt, avail(ModelNone, probe.Tun), auto}
+	return []ModelAvailable{tc, br, mvt, avail(ModelNone), auto}
 }
 
 // none creates the taps and wires nothing.

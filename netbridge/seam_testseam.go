@@ -5,7 +5,9 @@ package netbridge
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -26,7 +28,20 @@ var (
 // ErrInjected is the error NETBRIDGE_SEAM_FAIL injects.
 var ErrInjected = fmt.Errorf("injected failure (NETBRIDGE_SEAM_FAIL)")
 
+// NETBRIDGE_SEAM_PROBE_WITHOUT=FEATURE,... (also read by pkg/probe, whose
+// results then say these are missing) makes the kernel operations that need
+// them fail as a kernel without them does: filters without u32 and
+// matchall, bridges without bridge, macvtaps without macvtap.
+var seamWithout = strings.Split(os.Getenv("NETBRIDGE_SEAM_PROBE_WITHOUT"), ",")
+
 func beforeStep(k int, s step) error {
+	switch {
+	case s.Op == opFilter && slices.Contains(seamWithout, "u32") && slices.Contains(seamWithout, "matchall"),
+		s.Op == opQdisc && slices.Contains(seamWithout, "ingress"),
+		s.Op == opBridge && slices.Contains(seamWithout, "bridge"),
+		s.Op == opMacvtap && slices.Contains(seamWithout, "macvtap"):
+		return fmt.Errorf("simulated kernel: %w", syscall.ENOENT)
+	}
 	if seamCrash == "-"+strconv.Itoa(k) {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}

@@ -262,7 +262,7 @@ func (tx *txn) setup() (*Sandbox, error) {
 		}
 		if err := m.wire(tx, &nic); err != nil {
 			closeNICs(append(sb.NICs, nic))
-			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
+			return nil, fmt.Errorf("interface %q: %w", ifc.Name, explainMissing(err, m.name()))
 		}
 		sb.NICs = append(sb.NICs, nic)
 		tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))

@@ -83,7 +83,10 @@ func Run() (Features, error) {
 		ch <- outcome{f, err}
 	}()
 	o := <-ch
-	return o.f, o.err
+	if o.err != nil {
+		return nil, o.err
+	}
+	return override(o.f), nil
 }
 
 func runInNewNetns() (Features, error) {
