@@ -3,36 +3,19 @@ package firecracker
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
-func mac(t testing.TB, s string) netbridge.MAC {
-	t.Helper()
-	hw, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return netbridge.MAC(hw)
-}
-
-// nic returns a single-queue tap NIC named name with tap tap and guest MAC m.
-func nic(t testing.TB, name, tap, m string, mtu int) netbridge.NIC {
-	return netbridge.NIC{
-		Name:     name,
-		Kind:     "veth",
-		Model:    "tcfilter",
-		Tap:      tap,
-		TapMAC:   mac(t, "fe:00:00:00:00:01"),
-		GuestMAC: mac(t, m),
-		MTU:      mtu,
-		Queues:   1,
-	}
-}
+// mac and nic build test values (hypervisor/internal/nictest).
+var (
+	mac = nictest.MAC
+	nic = nictest.NIC
+)
 
 // multus returns the three NICs of a Multus pod: eth0, net1, net2.
 func multus(t testing.TB) []netbridge.NIC {

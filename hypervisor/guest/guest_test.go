@@ -3,7 +3,6 @@ package guest
 import (
 	"bytes"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,18 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
-func mac(t testing.TB, s string) netbridge.MAC {
-	t.Helper()
-	hw, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return netbridge.MAC(hw)
-}
+// mac and nic build test values (hypervisor/internal/nictest).
+var (
+	mac = nictest.MAC
+)
 
 func prefixes(ss ...string) []netip.Prefix {
 	var out []netip.Prefix

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -13,8 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/test/golden"
+)
+
+// mac and nic build test values (hypervisor/internal/nictest).
+var (
+	mac = nictest.MAC
+	nic = nictest.NIC
 )
 
 // render formats args one flag/value pair per line, shell-quoted.
@@ -25,28 +31,6 @@ func render(args []string) []byte {
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
-}
-
-func mac(t testing.TB, s string) netbridge.MAC {
-	t.Helper()
-	hw, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return netbridge.MAC(hw)
-}
-
-// nic returns a single-queue NIC named name with tap tap and guest MAC m.
-func nic(t testing.TB, name, tap, m string, mtu int) netbridge.NIC {
-	return netbridge.NIC{
-		Name:     name,
-		Kind:     "veth",
-		Tap:      tap,
-		TapMAC:   mac(t, "fe:00:00:00:00:01"),
-		GuestMAC: mac(t, m),
-		MTU:      mtu,
-		Queues:   1,
-	}
 }
 
 func TestByNameGolden(t *testing.T) {
