@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/netbridge"
 )
 
@@ -66,7 +65,9 @@ import (
 // data as [NewDocument]: a missing, multicast or shared guest MAC, or an
 // invalid MTU, address, route or neighbour.
 func CloudInit(s netbridge.Sandbox) ([]byte, error) {
-	owner := make(map[string]int, len(s.NICs))
+	if _, err := interfaces(s.NICs, "cloud-init"); err != nil {
+		return nil, err
+	}
 	var b strings.Builder
 	b.WriteString("# cloud-init network configuration, version 2 (netplan syntax), rendered by netbridge\n")
 	b.WriteString("version: 2\n")
@@ -77,14 +78,7 @@ func CloudInit(s netbridge.Sandbox) ([]byte, error) {
 	b.WriteString("ethernets:\n")
 	for k := range s.NICs {
 		n := &s.NICs[k]
-		if err := checkCloudInitNIC(n); err != nil {
-			return nil, fmt.Errorf("guest: cloud-init: %s: %w", label(n, k), err)
-		}
 		mac := n.GuestMAC.String()
-		if j, dup := owner[mac]; dup {
-			return nil, fmt.Errorf("guest: cloud-init: %s: guest MAC %s is also that of %s; the configuration matches interfaces by MAC", label(n, k), mac, label(&s.NICs[j], j))
-		}
-		owner[mac] = k
 		name := "eth" + strconv.Itoa(k)
 		fmt.Fprintf(&b, "  %s:\n", name)
 		b.WriteString("    match:\n")
@@ -119,22 +113,6 @@ func CloudInit(s netbridge.Sandbox) ([]byte, error) {
 		}
 	}
 	return []byte(b.String()), nil
-}
-
-// checkCloudInitNIC validates n with the rules of the guest network
-// document.
-func checkCloudInitNIC(n *netbridge.NIC) error {
-	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
-		return err
-	}
-	ifc := Interface{MTU: n.MTU, Addresses: n.Addresses}
-	for _, r := range n.Routes {
-		ifc.Routes = append(ifc.Routes, Route{Dst: r.Dst, Gw: r.Gw, MTU: r.MTU})
-	}
-	for _, nb := range n.Neighbors {
-		ifc.Neighbors = append(ifc.Neighbors, Neighbor{IP: nb.IP, MAC: nb.MAC, Permanent: nb.Permanent})
-	}
-	return ifc.validate()
 }
 
 // cloudInitRoutes returns the routes of n that CloudInit writes: all but the

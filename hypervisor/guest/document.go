@@ -78,16 +78,30 @@ type Neighbor struct {
 // (which happens with ipvlan interfaces of the same parent, and which the
 // document cannot represent), or when a NIC's data is invalid.
 func NewDocument(s netbridge.Sandbox) (Document, error) {
-	d := Document{Version: Version, Interfaces: make(map[string]Interface, len(s.NICs)), DNS: s.DNS}
-	owner := make(map[string]int, len(s.NICs))
-	for k := range s.NICs {
-		n := &s.NICs[k]
+	ifcs, err := interfaces(s.NICs, "document")
+	if err != nil {
+		return Document{}, err
+	}
+	d := Document{Version: Version, Interfaces: ifcs, DNS: s.DNS}
+	if err := d.Validate(); err != nil {
+		return Document{}, err
+	}
+	return d, nil
+}
+
+// interfaces converts and validates nics into the document's interfaces,
+// keyed by guest MAC; what names the output in errors.
+func interfaces(nics []netbridge.NIC, what string) (map[string]Interface, error) {
+	ifcs := make(map[string]Interface, len(nics))
+	owner := make(map[string]int, len(nics))
+	for k := range nics {
+		n := &nics[k]
 		if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
-			return Document{}, fmt.Errorf("guest: document: %s: %w", label(n, k), err)
+			return nil, fmt.Errorf("guest: %s: %s: %w", what, label(n, k), err)
 		}
 		key := n.GuestMAC.String()
 		if j, dup := owner[key]; dup {
-			return Document{}, fmt.Errorf("guest: document: %s: guest MAC %s is also that of %s; the document keys interfaces by guest MAC", label(n, k), key, label(&s.NICs[j], j))
+			return nil, fmt.Errorf("guest: %s: %s: guest MAC %s is also that of %s; interfaces are matched by guest MAC", what, label(n, k), key, label(&nics[j], j))
 		}
 		owner[key] = k
 		ifc := Interface{
@@ -111,14 +125,11 @@ func NewDocument(s netbridge.Sandbox) (Document, error) {
 			})
 		}
 		if err := ifc.validate(); err != nil {
-			return Document{}, fmt.Errorf("guest: document: %s: %w", label(n, k), err)
+			return nil, fmt.Errorf("guest: %s: %s: %w", what, label(n, k), err)
 		}
-		d.Interfaces[key] = ifc
+		ifcs[key] = ifc
 	}
-	if err := d.Validate(); err != nil {
-		return Document{}, err
-	}
-	return d, nil
+	return ifcs, nil
 }
 
 // JSON returns the guest network document of s (see [NewDocument]) as
