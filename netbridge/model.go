@@ -174,13 +174,17 @@ func (c *chooser) choose(ifc *Interface) (model, string, error) {
 // needs; the error names the feature and a model that works.
 var ErrMissingFeature = errors.New("missing kernel feature")
 
+// noClassifier is how missingFor names the lack of both classifiers
+// tcfilter can use.
+const noClassifier = "u32 or matchall"
+
 // missingFor returns the features model needs that f lacks.
 func missingFor(model string, f probe.Features) []string {
 	switch model {
 	case ModelTCFilter:
 		m := f.Missing(probe.Tun, probe.Ingress, probe.Mirred)
 		if !f.Has(probe.U32) && !f.Has(probe.Matchall) {
-			m = append(m, "u32 or matchall")
+			m = append(m, noClassifier)
 		}
 		return m
 	case ModelBridge:
@@ -237,7 +241,7 @@ func ModelSupport(f probe.Features) []ModelAvailable {
 	avail := func(name string) ModelAvailable {
 		if m := missingFor(name, f); len(m) > 0 {
 			// In a list of what is missing, neither classifier is there.
-			detail := strings.ReplaceAll(strings.Join(m, ", "), "u32 or matchall", "u32 and matchall")
+			detail := strings.ReplaceAll(strings.Join(m, ", "), noClassifier, "u32 and matchall")
 			return ModelAvailable{Model: name, Detail: "missing " + detail}
 		}
 		return ModelAvailable{Model: name, Works: true}
