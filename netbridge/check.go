@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -45,6 +46,35 @@ func Check(ctx context.Context, stateDir, id string) error {
 	if rec.Phase != phaseReady {
 		return &CheckError{ID: id, Problems: []string{"setup did not finish (interrupted?); run setup again or teardown"}}
 	}
+	return checkIn(rec, rec.Sandbox.NICs)
+}
+
+// CheckInterface is Check for the one interface ifname of sandbox id,
+// attached by Attach or set up by Setup: it returns ErrNotFound (wrapped)
+// when that interface is not recorded.
+func CheckInterface(ctx context.Context, stateDir, id, ifname string) error {
+	st, rec, unlock, err := lockedRecord(ctx, stateDir, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	i := -1
+	if rec != nil {
+		i = slices.IndexFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
+	}
+	if i < 0 {
+		return fmt.Errorf("checking interface %q of sandbox %q: %w in %s", ifname, id, ErrNotFound, st.Dir())
+	}
+	if rec.Phase != phaseReady && slices.ContainsFunc(rec.Journal, func(s step) bool { return s.Iface == ifname && !s.Done }) {
+		return &CheckError{ID: id, Problems: []string{ifname + ": setup did not finish (interrupted?); attach again or detach"}}
+	}
+	return checkIn(rec, rec.Sandbox.NICs[i:i+1])
+}
+
+// checkIn checks the wiring of nics, of the sandbox rec records, in its
+// netns.
+func checkIn(rec *record, nics []NIC) error {
+	id := rec.Sandbox.ID
 	n, err := netns.Open(rec.Sandbox.Netns)
 	if err != nil {
 		return &CheckError{ID: id, Problems: []string{err.Error()}}
@@ -58,7 +88,7 @@ func Check(ctx context.Context, stateDir, id string) error {
 		return err
 	}
 	defer h.Close()
-	if p := checkWiring(h, n.Fd(), rec); len(p) > 0 {
+	if p := checkNICs(h, n.Fd(), id, nics); len(p) > 0 {
 		return &CheckError{ID: id, Problems: p}
 	}
 	return nil
@@ -110,9 +140,14 @@ func (c *checker) link(name string) netlink.Link {
 // checkWiring returns what is wrong with rec's wiring, seen through h in
 // the netns open as netnsFd.
 func checkWiring(h *netlink.Handle, netnsFd int, rec *record) []string {
-	c := &checker{h: h, netnsFd: netnsFd, id: rec.Sandbox.ID}
-	for i := range rec.Sandbox.NICs {
-		nic := &rec.Sandbox.NICs[i]
+	return checkNICs(h, netnsFd, rec.Sandbox.ID, rec.Sandbox.NICs)
+}
+
+// checkNICs returns what is wrong with the wiring of nics of sandbox id.
+func checkNICs(h *netlink.Handle, netnsFd int, id string, nics []NIC) []string {
+	c := &checker{h: h, netnsFd: netnsFd, id: id}
+	for i := range nics {
+		nic := &nics[i]
 		m, ok := models[nic.Model]
 		if !ok {
 			c.problem("%s: unknown model %q in the state (written by a newer netbridge?)", nic.Name, nic.Model)

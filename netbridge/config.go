@@ -43,6 +43,10 @@ type Config struct {
 	// MacvtapMode is the mode of the macvtap model: MacvtapBridge (the
 	// default) or MacvtapPassthru.
 	MacvtapMode string
+	// TapName, when set, names the device the hypervisor opens (the tap,
+	// or the macvtap of model macvtap) instead of the derived nb-IFNAME
+	// (nbm-IFNAME). It needs exactly one interface in Interfaces.
+	TapName string
 	// Strict makes setup fail, instead of skipping the interface with a
 	// warning, when an interface with an address is of a kind netbridge
 	// cannot carry.
@@ -88,13 +92,24 @@ func (c *Config) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, n := range c.Interfaces {
-		if n == "" || len(n) > 15 {
-			return fmt.Errorf("%w: interface name %q must be 1 to 15 bytes", ErrInvalidConfig, n)
+		if err := validLinkName(n); err != nil {
+			return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
 		}
 		if seen[n] {
 			return fmt.Errorf("%w: interface %q named twice", ErrInvalidConfig, n)
 		}
 		seen[n] = true
+	}
+	if c.TapName != "" {
+		if len(c.Interfaces) != 1 {
+			return fmt.Errorf("%w: a tap name (%q) needs exactly one interface named, not %d", ErrInvalidConfig, c.TapName, len(c.Interfaces))
+		}
+		if err := validLinkName(c.TapName); err != nil {
+			return fmt.Errorf("%w: tap name: %w", ErrInvalidConfig, err)
+		}
+		if c.TapName == c.Interfaces[0] {
+			return fmt.Errorf("%w: the tap name %q is the interface's own name", ErrInvalidConfig, c.TapName)
+		}
 	}
 	return nil
 }
@@ -105,6 +120,7 @@ func (c *Config) request(vhost bool) request {
 	r := request{
 		Model: c.Model, Interfaces: slices.Sorted(slices.Values(c.Interfaces)), Queues: c.queues(),
 		Vhost: vhost, TapOwner: c.TapOwner, TapGroup: c.TapGroup, MacvtapMode: c.MacvtapMode,
+		TapName: c.TapName,
 	}
 	if r.Model == "" {
 		r.Model = ModelTCFilter
@@ -125,10 +141,12 @@ type request struct {
 	TapOwner    *uint32  `json:"tap_owner,omitempty"`
 	TapGroup    *uint32  `json:"tap_group,omitempty"`
 	MacvtapMode string   `json:"macvtap_mode,omitempty"`
+	TapName     string   `json:"tap_name,omitempty"`
 }
 
 func (r request) equal(o request) bool {
 	eqPtr := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
 	return r.Model == o.Model && slices.Equal(r.Interfaces, o.Interfaces) && r.Queues == o.Queues &&
-		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup) && r.MacvtapMode == o.MacvtapMode
+		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup) && r.MacvtapMode == o.MacvtapMode &&
+		r.TapName == o.TapName
 }

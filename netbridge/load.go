@@ -15,6 +15,9 @@ type Status struct {
 	Phase string `json:"phase"`
 	// Created is when the setup began.
 	Created time.Time `json:"created"`
+	// Attached reports that the sandbox's interfaces were attached one by
+	// one (Attach, as the CNI plugin does) rather than set up as a whole.
+	Attached bool `json:"attached,omitempty"`
 }
 
 // Load returns the recorded sandbox id, which must be fully set up. It
@@ -58,7 +61,7 @@ func List(stateDir string) ([]Status, error) {
 			return nil, err
 		}
 		if rec != nil { // removed meanwhile otherwise
-			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created})
+			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == modeAttach})
 		}
 	}
 	return out, nil

@@ -34,7 +34,7 @@ func (macvtapModel) wire(tx *txn, nic *NIC) error {
 	if nic.MacvtapMode == "" {
 		nic.MacvtapMode = MacvtapBridge
 	}
-	nic.Tap = nameFor(macvtapPrefix, nic.Name)
+	nic.Tap = tx.deviceName(macvtapPrefix, nic.Name)
 	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package netbridge
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 )
 
 // Prefixes of the names netbridge gives the links it creates.
@@ -22,4 +24,28 @@ func nameFor(prefix, ifname string) string {
 	}
 	sum := sha256.Sum256([]byte(ifname))
 	return prefix + ifname[:15-len(prefix)-6] + "-" + hex.EncodeToString(sum[:])[:5]
+}
+
+// deviceName returns the name of the device the hypervisor opens for
+// interface ifname (the tap, or the macvtap): the name the request gives,
+// or the one nameFor derives.
+func (tx *txn) deviceName(prefix, ifname string) string {
+	if tx.req.TapName != "" {
+		return tx.req.TapName
+	}
+	return nameFor(prefix, ifname)
+}
+
+// validLinkName reports why name cannot name a link, or nil: the kernel
+// takes 1 to 15 bytes, not "." or "..", without '/', ':' or white space.
+func validLinkName(name string) error {
+	switch {
+	case name == "" || len(name) > 15:
+		return fmt.Errorf("link name %q must be 1 to 15 bytes", name)
+	case name == "." || name == "..":
+		return fmt.Errorf("link name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n\v\f\r"):
+		return fmt.Errorf("link name %q must not contain '/', ':' or white space", name)
+	}
+	return nil
 }

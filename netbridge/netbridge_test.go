@@ -360,22 +360,7 @@ func TestInterruptedSetupIsRedone(t *testing.T) {
 	p.setup(t, cfg)
 	// Make the record look like the process died half-way: the last two
 	// journal steps not done, the phase still setting-up.
-	path := filepath.Join(p.stateDir, cfg.ID+".json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(b, &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec["phase"] = "setting-up"
-	j := rec["journal"].([]any)
-	j[len(j)-1].(map[string]any)["done"] = false
-	b, _ = json.Marshal(rec)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	interrupt(t, p.stateDir, cfg.ID, nil)
 	if err := netbridge.Check(context.Background(), p.stateDir, cfg.ID); err == nil {
 		t.Error("Check of an interrupted setup = nil")
 	}
@@ -462,5 +447,33 @@ func TestStatusAndLoad(t *testing.T) {
 	}
 	if _, err := netbridge.Load(p.stateDir, "nope"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("Load of an unknown id = %v, want ErrNotFound", err)
+	}
+}
+
+// interrupt makes the record of id look like its process died half-way:
+// the phase setting-up, the last journal step not done; edit, when not
+// nil, changes the decoded record further.
+func interrupt(t *testing.T, stateDir, id string, edit func(rec map[string]any)) {
+	t.Helper()
+	path := filepath.Join(stateDir, id+".json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["phase"] = "setting-up"
+	j := rec["journal"].([]any)
+	j[len(j)-1].(map[string]any)["done"] = false
+	if edit != nil {
+		edit(rec)
+	}
+	if b, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

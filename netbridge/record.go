@@ -31,7 +31,10 @@ const (
 // sandbox as set up, and the journal of every object created, in creation
 // order, so that any later process can undo exactly that.
 type record struct {
-	Version int       `json:"version"`
+	Version int `json:"version"`
+	// Mode is modeAttach for a sandbox whose interfaces are attached one
+	// by one, empty for one set up as a whole.
+	Mode    string    `json:"mode,omitempty"`
 	Phase   string    `json:"phase"`
 	Created time.Time `json:"created"`
 	// NetnsID identifies the namespace the journal applies to, so a path
@@ -39,10 +42,12 @@ type record struct {
 	NetnsID netns.ID `json:"netns_id"`
 	// Classifier is the tc classifier of the tcfilter model, u32 or matchall.
 	Classifier string `json:"classifier,omitempty"`
-	// Request is what the setup was asked for.
+	// Request is what the setup was asked for (Setup).
 	Request request `json:"request"`
-	Sandbox Sandbox `json:"sandbox"`
-	Journal []step  `json:"journal"`
+	// Requests is what each interface was attached with (Attach).
+	Requests map[string]request `json:"requests,omitempty"`
+	Sandbox  Sandbox            `json:"sandbox"`
+	Journal  []step             `json:"journal"`
 }
 
 // Step operations.
@@ -82,7 +87,9 @@ type step struct {
 	Master       string         `json:"master,omitempty"`
 	Neighs       []neighRecord  `json:"neighs,omitempty"`
 	Path         string         `json:"path,omitempty"`
-	Done         bool           `json:"done"`
+	// Iface is the CNI interface whose wiring the step is part of.
+	Iface string `json:"iface,omitempty"`
+	Done  bool   `json:"done"`
 }
 
 func (s step) String() string {
@@ -129,6 +136,9 @@ func (r *record) validate(id string) error {
 	if r.Version != recordVersion {
 		return fmt.Errorf("record version %d; this netbridge reads version %d", r.Version, recordVersion)
 	}
+	if r.Mode != "" && r.Mode != modeAttach {
+		return fmt.Errorf("record mode %q; this netbridge knows %q", r.Mode, modeAttach)
+	}
 	if r.Sandbox.ID != id {
 		return fmt.Errorf("the record is of sandbox %q; remove the file if it was copied there", r.Sandbox.ID)
 	}
@@ -140,11 +150,17 @@ func (r *record) validate(id string) error {
 // going after an error, returns them all, and drops each undone step from
 // the journal.
 func (r *record) undo(h *netlink.Handle, id string) error {
+	return r.undoWhere(h, id, func(step) bool { return true })
+}
+
+// undoWhere is undo for the steps match selects; the other steps stay in
+// the journal.
+func (r *record) undoWhere(h *netlink.Handle, id string, match func(step) bool) error {
 	// Objects on a link of ours go away with it: only the link needs
 	// deleting.
 	doomed := map[string]bool{}
 	for _, s := range r.Journal {
-		if _, creates := ownedKinds[s.Op]; !creates {
+		if _, creates := ownedKinds[s.Op]; !creates || !match(s) {
 			continue
 		}
 		if l, err := h.LinkByName(s.Link); err == nil && isOurLink(l, id, s) {
@@ -154,6 +170,9 @@ func (r *record) undo(h *netlink.Handle, id string) error {
 	var errs []error
 	for i := len(r.Journal) - 1; i >= 0; i-- {
 		s := r.Journal[i]
+		if !match(s) {
+			continue
+		}
 		if _, creates := ownedKinds[s.Op]; !creates && doomed[s.Link] {
 			r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
 			continue

@@ -32,31 +32,14 @@ import (
 // by a crash, by a different request or by a netns that was replaced is
 // undone first. On failure, everything this call did is undone again.
 func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
 	start := time.Now()
 	log := loggerFrom(ctx).With("id", cfg.ID)
-	vhost, err := resolveVhost(cfg.Vhost)
+	c, err := begin(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Open(state.Dir(cfg.StateDir))
-	if err != nil {
-		return nil, err
-	}
-	lock, err := st.Lock(ctx, cfg.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer st.Release(lock, cfg.ID)
-	n, err := netns.Open(cfg.Netns)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	defer n.Close()
-
-	req := cfg.request(vhost)
+	defer c.end()
+	st, n, req := c.st, c.n, c.req
 	old, err := readRecord(st, cfg.ID)
 	if err != nil {
 		return nil, err
@@ -93,13 +76,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}, DNS: dns},
 	}
 	var sb *Sandbox
-	err = n.Do(func() error {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return fmt.Errorf("opening netlink: %w", err)
-		}
-		defer h.Close()
-		tx := &txn{h: h, st: st, rec: rec, id: cfg.ID, cfg: cfg, netnsFd: n.Fd(), ctx: ctx, log: log, start: start}
+	err = c.run(ctx, cfg, rec, log, start, func(tx *txn, h *netlink.Handle) error {
 		sb, err = tx.setup()
 		if err != nil {
 			log.Warn("setup failed; rolling back", "error", err, "elapsed", time.Since(start))
@@ -119,6 +96,60 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	log.Info("set up", "netns", cfg.Netns, "model", sb.Model, "nics", len(sb.NICs), "elapsed", time.Since(start))
 	return sb, nil
+}
+
+// call is what Setup and Attach hold while they work: the state store,
+// the lock of the sandbox id and its open netns.
+type call struct {
+	st   *state.Store
+	lock *state.Lock
+	id   string
+	n    *netns.NS
+	req  request
+}
+
+// begin validates cfg, takes the lock of its id and opens its netns.
+func begin(ctx context.Context, cfg Config) (*call, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	vhost, err := resolveVhost(cfg.Vhost)
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Open(state.Dir(cfg.StateDir))
+	if err != nil {
+		return nil, err
+	}
+	lock, err := st.Lock(ctx, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	n, err := netns.Open(cfg.Netns)
+	if err != nil {
+		st.Release(lock, cfg.ID)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return &call{st: st, lock: lock, id: cfg.ID, n: n, req: cfg.request(vhost)}, nil
+}
+
+// run runs fn on a thread inside the netns, with a transaction on rec and
+// the netlink handle it uses.
+func (c *call) run(ctx context.Context, cfg Config, rec *record, log *slog.Logger, start time.Time, fn func(*txn, *netlink.Handle) error) error {
+	return c.n.Do(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fmt.Errorf("opening netlink: %w", err)
+		}
+		defer h.Close()
+		return fn(&txn{h: h, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
+	})
+}
+
+// end closes the netns and releases the lock.
+func (c *call) end() {
+	c.n.Close()
+	c.st.Release(c.lock, c.id)
 }
 
 // resolveVhost says whether to use vhost-net.
@@ -148,6 +179,8 @@ type txn struct {
 	ctx     context.Context
 	log     *slog.Logger
 	start   time.Time
+	req     request         // what this call wires
+	iface   string          // the interface being wired, which owns the steps
 	ifs     []Interface     // the links found at the start
 	macs    map[string]bool // every MAC in the netns, and those derived so far
 }
@@ -163,6 +196,7 @@ func (tx *txn) create(s step, fn func() error) error {
 	if err := tx.ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", s, err)
 	}
+	s.Iface = tx.iface
 	tx.rec.Journal = append(tx.rec.Journal, s)
 	last := len(tx.rec.Journal) - 1
 	if err := tx.save(); err != nil {
@@ -220,7 +254,7 @@ func (tx *txn) setup() (*Sandbox, error) {
 		return nil, err
 	}
 	tx.ifs = ifs
-	ch := &chooser{requested: tx.rec.Request.Model}
+	ch := &chooser{requested: tx.req.Model}
 	if err := selectInterfaces(ifs, tx.cfg.Interfaces, ch.supports); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -247,25 +281,12 @@ func (tx *txn) setup() (*Sandbox, error) {
 		tx.macs[i.MAC.String()] = true
 	}
 	for _, ifc := range attach {
-		m, why, err := ch.choose(&ifc)
+		nic, err := tx.wire(ch, ifc)
 		if err != nil {
 			closeNICs(sb.NICs)
-			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
-		}
-		nic := NIC{
-			Name: ifc.Name, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
-			GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.cfg.queues(), Vhost: tx.rec.Request.Vhost,
-			Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
-		}
-		if m.name() == ModelBridge || m.name() == ModelMacvtap {
-			nic.HostMAC = tx.deriveMAC(ifc.Name, "host")
-		}
-		if err := m.wire(tx, &nic); err != nil {
-			closeNICs(append(sb.NICs, nic))
-			return nil, fmt.Errorf("interface %q: %w", ifc.Name, explainMissing(err, m.name()))
+			return nil, err
 		}
 		sb.NICs = append(sb.NICs, nic)
-		tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
 	}
 	tx.rec.Phase = phaseReady
 	if err := tx.save(); err != nil {
@@ -275,6 +296,32 @@ func (tx *txn) setup() (*Sandbox, error) {
 	out := *sb
 	out.NICs = slices.Clone(sb.NICs)
 	return &out, nil
+}
+
+// wire connects interface ifc to the guest with the model ch chooses for
+// it, and returns its NIC. Every object it creates is journaled under the
+// interface's name.
+func (tx *txn) wire(ch *chooser, ifc Interface) (NIC, error) {
+	m, why, err := ch.choose(&ifc)
+	if err != nil {
+		return NIC{}, fmt.Errorf("interface %q: %w", ifc.Name, err)
+	}
+	nic := NIC{
+		Name: ifc.Name, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
+		GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.req.Queues, Vhost: tx.req.Vhost,
+		Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
+	}
+	if m.name() == ModelBridge || m.name() == ModelMacvtap {
+		nic.HostMAC = tx.deriveMAC(ifc.Name, "host")
+	}
+	tx.iface = ifc.Name
+	defer func() { tx.iface = "" }()
+	if err := m.wire(tx, &nic); err != nil {
+		closeNICs([]NIC{nic})
+		return NIC{}, fmt.Errorf("interface %q: %w", ifc.Name, explainMissing(err, m.name()))
+	}
+	tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
+	return nic, nil
 }
 
 // deriveMAC derives the MAC of interface ifname's object named purpose,
@@ -291,6 +338,9 @@ func (tx *txn) nameFree(name, ifname string) error {
 	for _, i := range tx.ifs {
 		if i.Name != name {
 			continue
+		}
+		if i.Owner == tx.id {
+			return fmt.Errorf("name %q for interface %q is taken by the %s netbridge made for another interface of this sandbox; choose another tap name", name, ifname, i.Kind)
 		}
 		if i.Owner != "" {
 			return fmt.Errorf("name %q for interface %q is taken by a link netbridge made for sandbox %q that has no state record here (another --state-dir?); run teardown with that state dir, or delete it (ip link del %s)", name, ifname, i.Owner, name)
@@ -331,7 +381,7 @@ func (tx *txn) tag(name string) error {
 // createTap creates nic's tap, tags it as ours and gives it its MAC and
 // MTU, then brings it up.
 func (tx *txn) createTap(nic *NIC) error {
-	nic.Tap = nameFor(tapPrefix, nic.Name)
+	nic.Tap = tx.deviceName(tapPrefix, nic.Name)
 	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
 		return err
 	}

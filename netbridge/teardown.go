@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -56,23 +55,7 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 // no longer exists, or whose path now names another namespace, took every
 // object with it: the record is simply removed.
 func undoRecord(st *state.Store, id string, rec *record) error {
-	n, err := netns.Open(rec.Sandbox.Netns)
-	switch {
-	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns):
-		return st.Remove(id)
-	case err != nil:
-		return err
-	}
-	defer n.Close()
-	if n.ID() != rec.NetnsID {
-		return st.Remove(id)
-	}
-	h, err := openHandle(n)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := rec.undo(h, id); err != nil {
+	if err := undoIn(rec, id, func(step) bool { return true }); err != nil {
 		if werr := st.Write(id, rec); werr != nil {
 			err = errors.Join(err, werr)
 		}

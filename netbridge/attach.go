@@ -1,0 +1,319 @@
+package netbridge
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netbridge/netbridge/pkg/netns"
+)
+
+// modeAttach marks a record whose interfaces are attached and detached one
+// by one (Attach, Detach), as a chained CNI plugin does, rather than set up
+// as a whole by Setup.
+const modeAttach = "attach"
+
+// ModelMixed is Sandbox.Model of a sandbox whose interfaces were attached
+// with different models.
+const ModelMixed = "mixed"
+
+// Attach wires the interfaces cfg.Interfaces names into sandbox cfg.ID,
+// next to the interfaces attached to it before, which it leaves alone. It
+// is the per-interface form of Setup, made for a chained CNI plugin: under
+// Multus each network of a pod calls it for its own interface, with its own
+// model. Each interface keeps the Config it was attached with.
+//
+// Attach is idempotent per interface: an interface already wired as asked
+// is kept as it is; one wired differently, or whose wiring is broken, is
+// undone and wired again. Steps left by an attach that crashed are undone
+// first. On failure, what this call did is undone and the interfaces
+// attached before stay wired. It returns the whole sandbox; when
+// cfg.HoldFDs is set, only the NICs of this call hold files.
+//
+// A sandbox set up as a whole by Setup cannot take interfaces one by one:
+// Attach refuses it with ErrInvalidConfig.
+func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
+	if len(cfg.Interfaces) == 0 {
+		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", ErrInvalidConfig)
+	}
+	start := time.Now()
+	log := loggerFrom(ctx).With("id", cfg.ID)
+	c, err := begin(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.end()
+	st, n, req := c.st, c.n, c.req
+	req.Interfaces = nil // a request per interface; the names are the keys
+
+	rec, err := readRecord(st, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && rec.Mode != modeAttach {
+		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrInvalidConfig, cfg.ID)
+	}
+	if rec != nil && rec.NetnsID != n.ID() {
+		// Attached in a netns that is gone or was replaced: its objects
+		// went with it.
+		if err := undoRecord(st, cfg.ID, rec); err != nil {
+			return nil, fmt.Errorf("forgetting sandbox %q of a netns that is gone: %w", cfg.ID, err)
+		}
+		log.Info("forgot the interfaces attached in a previous netns", "netns", rec.Sandbox.Netns)
+		rec = nil
+	}
+	if rec == nil {
+		rec = &record{
+			Version:  recordVersion,
+			Mode:     modeAttach,
+			Phase:    phaseReady,
+			Created:  time.Now().UTC(),
+			NetnsID:  n.ID(),
+			Requests: map[string]request{},
+			Sandbox:  Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
+		}
+	}
+	if rec.Sandbox.DNS.IsZero() {
+		rec.Sandbox.DNS = cfg.DNS
+	}
+	c.req = req
+	var sb *Sandbox
+	err = c.run(ctx, cfg, rec, log, start, func(tx *txn, _ *netlink.Handle) error {
+		sb, err = tx.attach()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attaching %v to sandbox %q in netns %q: %w", cfg.Interfaces, cfg.ID, cfg.Netns, err)
+	}
+	log.Info("attached", "netns", cfg.Netns, "interfaces", cfg.Interfaces, "nics", len(sb.NICs), "elapsed", time.Since(start))
+	return sb, nil
+}
+
+// attach wires tx.cfg.Interfaces into the record. It runs on a thread
+// inside the sandbox netns.
+func (tx *txn) attach() (*Sandbox, error) {
+	rec, sb := tx.rec, &tx.rec.Sandbox
+	wired := map[string]bool{}
+	for _, nic := range sb.NICs {
+		wired[nic.Name] = true
+	}
+	// Interfaces to (re)wire, and interfaces whose steps must go first:
+	// those of a crashed attach (steps without a finished NIC), and those
+	// wired differently or broken.
+	var kept, todo []string
+	redo := map[string]bool{}
+	for _, s := range rec.Journal {
+		if !wired[s.Iface] {
+			redo[s.Iface] = true
+		}
+	}
+	for _, name := range tx.cfg.Interfaces {
+		i := slices.IndexFunc(sb.NICs, func(n NIC) bool { return n.Name == name })
+		if i >= 0 && rec.Requests[name].equal(tx.req) && len(checkNICs(tx.h, tx.netnsFd, tx.id, sb.NICs[i:i+1])) == 0 {
+			kept = append(kept, name)
+			continue
+		}
+		if i >= 0 {
+			redo[name] = true
+		}
+		todo = append(todo, name)
+	}
+	if len(redo) > 0 {
+		err := rec.undoWhere(tx.h, tx.id, func(s step) bool { return redo[s.Iface] })
+		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
+		for name := range redo {
+			delete(rec.Requests, name)
+		}
+		if err != nil {
+			return nil, errors.Join(err, tx.saveOrRemove())
+		}
+		rec.Phase = phaseReady // what is left in the journal is finished
+		if len(todo) == 0 {
+			if err := tx.saveOrRemove(); err != nil {
+				return nil, err
+			}
+		}
+		tx.log.Info("undid interfaces wired differently, broken or left by an interrupted attach", "interfaces", slices.Sorted(mapKeys(redo)))
+	}
+	if len(todo) > 0 {
+		if err := tx.attachNew(todo); err != nil {
+			return nil, err
+		}
+	}
+	if tx.cfg.HoldFDs {
+		for i := range sb.NICs {
+			if slices.Contains(kept, sb.NICs[i].Name) {
+				if err := tx.openQueues(&sb.NICs[i]); err != nil {
+					closeNICs(sb.NICs)
+					return nil, fmt.Errorf("interface %q is attached already: %w", sb.NICs[i].Name, err)
+				}
+			}
+		}
+	}
+	out := *sb
+	out.NICs = slices.Clone(sb.NICs)
+	for i := range sb.NICs { // the files are out's now; the record keeps none
+		sb.NICs[i].Files, sb.NICs[i].VhostFiles = nil, nil
+	}
+	return &out, nil
+}
+
+// attachNew wires the interfaces named, none of which has steps in the
+// journal. On failure it undoes their steps and keeps the rest.
+func (tx *txn) attachNew(names []string) error {
+	rec, sb := tx.rec, &tx.rec.Sandbox
+	rec.Phase = phaseSettingUp
+	fail := func(err error) error {
+		mine := map[string]bool{}
+		for _, n := range names {
+			mine[n] = true
+		}
+		tx.log.Warn("attach failed; rolling back", "error", err, "elapsed", time.Since(tx.start))
+		closeNICs(sb.NICs)
+		uerr := rec.undoWhere(tx.h, tx.id, func(s step) bool { return mine[s.Iface] })
+		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine[n.Name] })
+		for _, n := range names {
+			delete(rec.Requests, n)
+		}
+		if uerr != nil {
+			// Keep what could not be undone for the next attach or teardown.
+			uerr = fmt.Errorf("rolling back: %w (run teardown to retry)", uerr)
+		} else {
+			rec.Phase = phaseReady
+		}
+		return errors.Join(err, uerr, tx.saveOrRemove())
+	}
+	ifs, err := discover(tx.h)
+	if err != nil {
+		return fail(err)
+	}
+	tx.ifs = ifs
+	ch := &chooser{requested: tx.req.Model}
+	if err := selectInterfaces(ifs, names, ch.supports); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	}
+	tx.macs = map[string]bool{}
+	for _, i := range ifs {
+		tx.macs[i.MAC.String()] = true
+	}
+	for _, ifc := range ifs {
+		if !ifc.Attach {
+			continue
+		}
+		nic, err := tx.wire(ch, ifc)
+		if err != nil {
+			return fail(err)
+		}
+		sb.NICs = append(sb.NICs, nic)
+		rec.Requests[ifc.Name] = tx.req
+	}
+	slices.SortFunc(sb.NICs, func(a, b NIC) int { return cmp.Compare(a.Name, b.Name) })
+	sb.Model = ""
+	for _, r := range rec.Requests {
+		switch {
+		case sb.Model == "":
+			sb.Model = r.Model
+		case sb.Model != r.Model:
+			sb.Model = ModelMixed
+		}
+	}
+	rec.Phase = phaseReady
+	if err := tx.save(); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// saveOrRemove writes the record, or removes it when nothing is left in it.
+func (tx *txn) saveOrRemove() error {
+	if len(tx.rec.Journal) == 0 && len(tx.rec.Sandbox.NICs) == 0 {
+		return tx.st.Remove(tx.id)
+	}
+	return tx.save()
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Detach undoes the wiring of interface ifname of sandbox id, attached by
+// Attach, and leaves its other interfaces alone; the record goes with the
+// last interface. It is idempotent: an id or interface with nothing
+// recorded, or whose netns is gone, succeeds without doing anything.
+func Detach(ctx context.Context, stateDir, id, ifname string) error {
+	if err := validLinkName(ifname); err != nil {
+		return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
+	}
+	start := time.Now()
+	log := loggerFrom(ctx).With("id", id, "interface", ifname)
+	st, rec, unlock, err := lockedRecord(ctx, stateDir, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if rec == nil {
+		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir())
+		return nil
+	}
+	if rec.Mode != modeAttach {
+		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrInvalidConfig, id)
+	}
+	mine := func(s step) bool { return s.Iface == ifname }
+	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
+	if !attached && !slices.ContainsFunc(rec.Journal, mine) {
+		log.Info("interface not attached; nothing to do")
+		return nil
+	}
+	err = undoIn(rec, id, mine)
+	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
+	if err == nil {
+		delete(rec.Requests, ifname)
+	}
+	var serr error
+	if len(rec.Journal) == 0 && len(rec.Sandbox.NICs) == 0 {
+		serr = st.Remove(id)
+	} else {
+		serr = st.Write(id, rec)
+	}
+	if err = errors.Join(err, serr); err != nil {
+		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, id, err)
+	}
+	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
+	return nil
+}
+
+// undoIn undoes the steps of rec that match selects, in rec's netns. When
+// that netns no longer exists, or its path now names another namespace,
+// the objects went with it and the steps are simply dropped.
+func undoIn(rec *record, id string, match func(step) bool) error {
+	n, err := netns.Open(rec.Sandbox.Netns)
+	switch {
+	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns):
+		rec.Journal = slices.DeleteFunc(rec.Journal, match)
+		return nil
+	case err != nil:
+		return err
+	}
+	defer n.Close()
+	if n.ID() != rec.NetnsID {
+		rec.Journal = slices.DeleteFunc(rec.Journal, match)
+		return nil
+	}
+	h, err := openHandle(n)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return rec.undoWhere(h, id, match)
+}

@@ -1,0 +1,253 @@
+package netbridge_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/test/testnet"
+)
+
+// newTwoNetPod is newPod with a second network: veth1 (node) - net1 (pod).
+func newTwoNetPod(t *testing.T) *pod {
+	t.Helper()
+	p := newPod(t, 0)
+	testnet.VethPair(t, p.node, p.pod, "veth1", "net1", 0)
+	testnet.AddAddr(t, p.node, "veth1", "203.0.113.1/24")
+	testnet.AddAddr(t, p.pod, "net1", "203.0.113.2/24")
+	return p
+}
+
+// attach attaches ifname with model; the sandbox is torn down at cleanup.
+func (p *pod) attach(t *testing.T, id, ifname, model string) *netbridge.Sandbox {
+	t.Helper()
+	cfg := p.config(id)
+	cfg.Interfaces, cfg.Model = []string{ifname}, model
+	sb, err := netbridge.Attach(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Attach %s (%s): %v", ifname, model, err)
+	}
+	t.Cleanup(func() {
+		if err := netbridge.Teardown(context.Background(), p.stateDir, id); err != nil {
+			t.Errorf("cleanup Teardown: %v", err)
+		}
+	})
+	return sb
+}
+
+func detach(t *testing.T, p *pod, id, ifname string) {
+	t.Helper()
+	if err := netbridge.Detach(context.Background(), p.stateDir, id, ifname); err != nil {
+		t.Fatalf("Detach %s: %v", ifname, err)
+	}
+}
+
+func nicNamed(t *testing.T, sb *netbridge.Sandbox, name string) netbridge.NIC {
+	t.Helper()
+	for _, n := range sb.NICs {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("sandbox %s has no NIC %s: %+v", sb.ID, name, sb.NICs)
+	return netbridge.NIC{}
+}
+
+func TestAttachDetachOneByOne(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	const id = "sb-attach"
+	before := testnet.Snapshot(t, p.pod)
+
+	sb := p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	if len(sb.NICs) != 1 || sb.Model != netbridge.ModelTCFilter {
+		t.Fatalf("after eth0: model %q, NICs %+v", sb.Model, sb.NICs)
+	}
+	eth0 := sb.NICs[0]
+	onlyEth0 := testnet.Snapshot(t, p.pod)
+
+	sb = p.attach(t, id, "net1", netbridge.ModelBridge)
+	if len(sb.NICs) != 2 || sb.Model != netbridge.ModelMixed {
+		t.Fatalf("after net1: model %q, %d NICs", sb.Model, len(sb.NICs))
+	}
+	if got := nicNamed(t, sb, "eth0"); got.Tap != eth0.Tap || got.TapMAC.String() != eth0.TapMAC.String() || got.Model != netbridge.ModelTCFilter {
+		t.Errorf("eth0 changed by attaching net1: %+v, was %+v", got, eth0)
+	}
+	if n := nicNamed(t, sb, "net1"); n.Model != netbridge.ModelBridge || n.Bridge == "" {
+		t.Errorf("net1: %+v", n)
+	}
+	both := testnet.Snapshot(t, p.pod)
+
+	// The same attach again changes nothing.
+	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	if d := testnet.Diff(both, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("attaching eth0 again changed the netns:\n%s", d)
+	}
+	for _, ifname := range []string{"eth0", "net1"} {
+		if err := netbridge.CheckInterface(ctx, p.stateDir, id, ifname); err != nil {
+			t.Errorf("CheckInterface %s: %v", ifname, err)
+		}
+	}
+	if err := netbridge.CheckInterface(ctx, p.stateDir, id, "net2"); !errors.Is(err, netbridge.ErrNotFound) {
+		t.Errorf("CheckInterface net2 = %v, want ErrNotFound", err)
+	}
+	if err := netbridge.Check(ctx, p.stateDir, id); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	list, err := netbridge.List(p.stateDir)
+	if err != nil || len(list) != 1 || !list[0].Attached || len(list[0].NICs) != 2 {
+		t.Errorf("List = %+v, %v; want one attached sandbox with 2 NICs", list, err)
+	}
+	if loaded, err := netbridge.Load(p.stateDir, id); err != nil || len(loaded.NICs) != 2 {
+		t.Errorf("Load = %+v, %v", loaded, err)
+	}
+
+	detach(t, p, id, "net1")
+	if d := testnet.Diff(onlyEth0, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("after detaching net1:\n%s", d)
+	}
+	if err := netbridge.CheckInterface(ctx, p.stateDir, id, "eth0"); err != nil {
+		t.Errorf("CheckInterface eth0 after detaching net1: %v", err)
+	}
+	detach(t, p, id, "net1") // again: nothing to do
+	detach(t, p, id, "eth0")
+	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("after detaching both:\n%s", d)
+	}
+	if f := stateFiles(t, p.stateDir); len(f) != 0 {
+		t.Errorf("state left after the last detach: %v", f)
+	}
+	detach(t, p, id, "eth0")
+	detach(t, p, "never-attached", "eth0")
+}
+
+func TestAttachWithAnotherModelRewires(t *testing.T) {
+	p := newTwoNetPod(t)
+	const id = "sb-rewire"
+	before := testnet.Snapshot(t, p.pod)
+	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	p.attach(t, id, "net1", netbridge.ModelTCFilter)
+	sb := p.attach(t, id, "eth0", netbridge.ModelMacvtap)
+	if n := nicNamed(t, sb, "eth0"); n.Model != netbridge.ModelMacvtap || n.Device == "" {
+		t.Errorf("eth0 after re-attaching with macvtap: %+v", n)
+	}
+	if err := netbridge.Check(context.Background(), p.stateDir, id); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	teardown(t, p.stateDir, id)
+	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("after teardown:\n%s", d)
+	}
+}
+
+func TestAttachFailureKeepsTheOtherInterfaces(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	const id = "sb-attach-fail"
+	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	wired := testnet.Snapshot(t, p.pod)
+
+	cfg := p.config(id)
+	cfg.Interfaces = []string{"nosuch"}
+	if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+		t.Errorf("Attach of a missing interface = %v, want ErrInvalidConfig", err)
+	}
+	// A tap name taken by eth0's tap fails half-way through net1's wiring
+	// (bridge model: after the bridge and the veth's changes).
+	cfg.Interfaces, cfg.Model, cfg.TapName = []string{"net1"}, netbridge.ModelBridge, "nb-eth0"
+	if _, err := netbridge.Attach(ctx, cfg); err == nil || !strings.Contains(err.Error(), `"nb-eth0"`) {
+		t.Errorf("Attach with a taken tap name = %v, want an error naming it", err)
+	} else {
+		t.Log(err)
+	}
+	if d := testnet.Diff(wired, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("failed attaches changed the netns:\n%s", d)
+	}
+	if err := netbridge.Check(ctx, p.stateDir, id); err != nil {
+		t.Errorf("Check after the failed attaches: %v", err)
+	}
+	sb, err := netbridge.Load(p.stateDir, id)
+	if err != nil || len(sb.NICs) != 1 {
+		t.Errorf("Load = %+v, %v; want eth0 only", sb, err)
+	}
+}
+
+func TestAttachUndoesAnInterruptedAttach(t *testing.T) {
+	p := newTwoNetPod(t)
+	const id = "sb-attach-crash"
+	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	onlyEth0 := testnet.Snapshot(t, p.pod)
+	p.attach(t, id, "net1", netbridge.ModelBridge)
+
+	// Make the record look like the process died while attaching net1:
+	// its last step not done, no NIC yet, the phase setting-up.
+	interrupt(t, p.stateDir, id, func(rec map[string]any) {
+		sb := rec["sandbox"].(map[string]any)
+		sb["nics"] = sb["nics"].([]any)[:1]
+	})
+	if err := netbridge.CheckInterface(context.Background(), p.stateDir, id, "eth0"); err != nil {
+		t.Errorf("CheckInterface eth0 during the interrupted attach of net1: %v", err)
+	}
+
+	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	if d := testnet.Diff(onlyEth0, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("net1's leftovers after the next attach:\n%s", d)
+	}
+	if err := netbridge.Check(context.Background(), p.stateDir, id); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+}
+
+func TestAttachAndSetupDoNotMix(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	cfg := p.config("sb-whole")
+	p.setup(t, cfg)
+	cfg.Interfaces = []string{"eth0"}
+	if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+		t.Errorf("Attach to a sandbox set up whole = %v, want ErrInvalidConfig", err)
+	}
+	if err := netbridge.Detach(ctx, p.stateDir, cfg.ID, "eth0"); !errors.Is(err, netbridge.ErrInvalidConfig) {
+		t.Errorf("Detach from a sandbox set up whole = %v, want ErrInvalidConfig", err)
+	}
+	if err := netbridge.Check(ctx, p.stateDir, cfg.ID); err != nil {
+		t.Errorf("Check after the refused calls: %v", err)
+	}
+}
+
+func TestAttachTapName(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	sb := func() *netbridge.Sandbox {
+		cfg := p.config("sb-tapname")
+		cfg.Interfaces, cfg.TapName = []string{"net1"}, "vm-net1"
+		sb, err := netbridge.Attach(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { teardown(t, p.stateDir, cfg.ID) })
+		return sb
+	}()
+	if sb.NICs[0].Tap != "vm-net1" {
+		t.Errorf("tap %q, want vm-net1", sb.NICs[0].Tap)
+	}
+	testnet.LinkByName(t, p.pod, "vm-net1")
+	for _, c := range []struct {
+		ifs []string
+		tap string
+	}{
+		{[]string{"eth0", "net1"}, "tap0"},
+		{nil, "tap0"},
+		{[]string{"eth0"}, "bad/name"},
+		{[]string{"eth0"}, "a-name-too-long-for-linux"},
+		{[]string{"eth0"}, "eth0"},
+	} {
+		cfg := p.config("sb-tapname-bad")
+		cfg.Interfaces, cfg.TapName = c.ifs, c.tap
+		if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+			t.Errorf("Attach(interfaces %v, tap %q) = %v, want ErrInvalidConfig", c.ifs, c.tap, err)
+		}
+	}
+}
