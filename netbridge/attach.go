@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/state"
 )
 
 // modeAttach marks a record whose interfaces are attached and detached one
@@ -112,6 +113,11 @@ func (tx *txn) attach() (*Sandbox, error) {
 			redo[s.Iface] = true
 		}
 	}
+	for name := range rec.Requests {
+		if !wired[name] {
+			redo[name] = true
+		}
+	}
 	for _, name := range tx.cfg.Interfaces {
 		i := slices.IndexFunc(sb.NICs, func(n NIC) bool { return n.Name == name })
 		if i >= 0 && rec.Requests[name].equal(tx.req) && len(checkNICs(tx.h, tx.netnsFd, tx.id, sb.NICs[i:i+1])) == 0 {
@@ -205,12 +211,14 @@ func (tx *txn) attachNew(names []string) error {
 		if !ifc.Attach {
 			continue
 		}
+		// Recorded first, so that an interrupted attach is known by its
+		// network too (Collect).
+		rec.Requests[ifc.Name] = tx.req
 		nic, err := tx.wire(ch, ifc)
 		if err != nil {
 			return fail(err)
 		}
 		sb.NICs = append(sb.NICs, nic)
-		rec.Requests[ifc.Name] = tx.req
 	}
 	slices.SortFunc(sb.NICs, func(a, b NIC) int { return cmp.Compare(a.Name, b.Name) })
 	sb.Model = ""
@@ -269,13 +277,22 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 	if rec.Mode != modeAttach {
 		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrInvalidConfig, id)
 	}
+	if err := detachLocked(st, rec, id, ifname); err != nil {
+		return err
+	}
+	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
+	return nil
+}
+
+// detachLocked is Detach once the lock of id is held and its record read.
+func detachLocked(st *state.Store, rec *record, id, ifname string) error {
 	mine := func(s step) bool { return s.Iface == ifname }
+	_, requested := rec.Requests[ifname]
 	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
-	if !attached && !slices.ContainsFunc(rec.Journal, mine) {
-		log.Info("interface not attached; nothing to do")
+	if !requested && !attached && !slices.ContainsFunc(rec.Journal, mine) {
 		return nil
 	}
-	err = undoIn(rec, id, mine)
+	err := undoIn(rec, id, mine)
 	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
 	if err == nil {
 		delete(rec.Requests, ifname)
@@ -289,8 +306,55 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 	if err = errors.Join(err, serr); err != nil {
 		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, id, err)
 	}
-	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
 	return nil
+}
+
+// Collect detaches the interfaces of CNI network network, from every
+// sandbox whose interfaces were attached one by one, that keep rejects:
+// the garbage collection of a chained CNI plugin, where keep says whether
+// the runtime still knows the attachment (container id, interface). The
+// interfaces of other networks, and sandboxes set up as a whole, are left
+// alone. Each sandbox is decided under its lock, so an attach running at
+// the same time is seen whole or not at all. It returns the attachments
+// it detached, as "ID/IFNAME".
+func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname string) bool) ([]string, error) {
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return nil, err
+	}
+	ids, err := st.List()
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var errs []error
+	for _, id := range ids {
+		err := func() error {
+			lock, err := st.Lock(ctx, id)
+			if err != nil {
+				return err
+			}
+			defer st.Release(lock, id)
+			rec, err := readRecord(st, id)
+			if err != nil || rec == nil || rec.Mode != modeAttach {
+				return err
+			}
+			for _, ifname := range slices.Sorted(mapKeys(rec.Requests)) {
+				if rec.Requests[ifname].Network != network || keep(id, ifname) {
+					continue
+				}
+				if err := detachLocked(st, rec, id, ifname); err != nil {
+					return err
+				}
+				done = append(done, id+"/"+ifname)
+			}
+			return nil
+		}()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return done, errors.Join(errs...)
 }
 
 // undoIn undoes the steps of rec that match selects, in rec's netns. When

@@ -251,3 +251,49 @@ func TestAttachTapName(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectDetachesOnlyItsNetworksStaleInterfaces(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	before := testnet.Snapshot(t, p.pod)
+	attachIn := func(id, ifname, network string) {
+		cfg := p.config(id)
+		cfg.Interfaces, cfg.Network = []string{ifname}, network
+		if _, err := netbridge.Attach(ctx, cfg); err != nil {
+			t.Fatalf("Attach %s/%s: %v", id, ifname, err)
+		}
+		t.Cleanup(func() { teardown(t, p.stateDir, id) })
+	}
+	attachIn("sb-gc", "eth0", "net-a")
+	attachIn("sb-gc", "net1", "net-b")
+	whole := p.config("sb-gc-whole") // set up as a whole: never collected
+	whole.StateDir = p.stateDir
+	other := newPod(t, 0)
+	whole.Netns = other.pod.Path()
+	p.setup(t, whole)
+
+	gone, err := netbridge.Collect(ctx, p.stateDir, "net-a", func(id, ifname string) bool { return false })
+	if err != nil || len(gone) != 1 || gone[0] != "sb-gc/eth0" {
+		t.Fatalf("Collect net-a = %v, %v; want [sb-gc/eth0]", gone, err)
+	}
+	sb, err := netbridge.Load(p.stateDir, "sb-gc")
+	if err != nil || len(sb.NICs) != 1 || sb.NICs[0].Name != "net1" || sb.NICs[0].Network != "net-b" {
+		t.Fatalf("after collecting net-a: %+v, %v", sb, err)
+	}
+	if err := netbridge.Check(ctx, p.stateDir, whole.ID); err != nil {
+		t.Errorf("the sandbox set up whole after Collect: %v", err)
+	}
+	gone, err = netbridge.Collect(ctx, p.stateDir, "net-b", func(id, ifname string) bool { return id == "sb-gc" && ifname == "net1" })
+	if err != nil || len(gone) != 0 {
+		t.Fatalf("Collect net-b keeping sb-gc/net1 = %v, %v", gone, err)
+	}
+	if _, err = netbridge.Collect(ctx, p.stateDir, "net-b", func(string, string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("after collecting both networks:\n%s", d)
+	}
+	if _, err := netbridge.Load(p.stateDir, "sb-gc"); !errors.Is(err, netbridge.ErrNotFound) {
+		t.Errorf("Load after the last interface was collected = %v, want ErrNotFound", err)
+	}
+}

@@ -47,6 +47,10 @@ type Config struct {
 	// or the macvtap of model macvtap) instead of the derived nb-IFNAME
 	// (nbm-IFNAME). It needs exactly one interface in Interfaces.
 	TapName string
+	// Network, when set, names the CNI network the interfaces belong to;
+	// each NIC carries it, so that the CNI plugin's garbage collection of
+	// one network leaves the interfaces of the others alone.
+	Network string
 	// Strict makes setup fail, instead of skipping the interface with a
 	// warning, when an interface with an address is of a kind netbridge
 	// cannot carry.
@@ -120,7 +124,7 @@ func (c *Config) request(vhost bool) request {
 	r := request{
 		Model: c.Model, Interfaces: slices.Sorted(slices.Values(c.Interfaces)), Queues: c.queues(),
 		Vhost: vhost, TapOwner: c.TapOwner, TapGroup: c.TapGroup, MacvtapMode: c.MacvtapMode,
-		TapName: c.TapName,
+		TapName: c.TapName, Network: c.Network,
 	}
 	if r.Model == "" {
 		r.Model = ModelTCFilter
@@ -142,11 +146,12 @@ type request struct {
 	TapGroup    *uint32  `json:"tap_group,omitempty"`
 	MacvtapMode string   `json:"macvtap_mode,omitempty"`
 	TapName     string   `json:"tap_name,omitempty"`
+	Network     string   `json:"network,omitempty"`
 }
 
 func (r request) equal(o request) bool {
 	eqPtr := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
 	return r.Model == o.Model && slices.Equal(r.Interfaces, o.Interfaces) && r.Queues == o.Queues &&
 		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup) && r.MacvtapMode == o.MacvtapMode &&
-		r.TapName == o.TapName
+		r.TapName == o.TapName && r.Network == o.Network
 }

@@ -307,7 +307,7 @@ func (tx *txn) wire(ch *chooser, ifc Interface) (NIC, error) {
 		return NIC{}, fmt.Errorf("interface %q: %w", ifc.Name, err)
 	}
 	nic := NIC{
-		Name: ifc.Name, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
+		Name: ifc.Name, Network: tx.req.Network, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
 		GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.req.Queues, Vhost: tx.req.Vhost,
 		Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
 	}

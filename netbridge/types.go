@@ -62,6 +62,9 @@ type Neighbor struct {
 type NIC struct {
 	// Name is the CNI interface name inside the sandbox netns (eth0, net1).
 	Name string `json:"name"`
+	// Network is the CNI network the interface belongs to, when the
+	// caller said (Config.Network).
+	Network string `json:"network,omitempty"`
 	// Kind is the link kind of that interface as the kernel reports it
 	// (veth, macvlan, ipvlan, tuntap).
 	Kind string `json:"kind"`

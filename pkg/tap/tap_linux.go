@@ -8,7 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const tunPath = "/dev/net/tun"
+// CloneDevice is the tun/tap clone device every tap queue is opened from.
+const CloneDevice = "/dev/net/tun"
 
 // ErrExists reports that a device of the requested name already exists.
 var ErrExists = errors.New("device already exists")
@@ -103,9 +104,9 @@ func Open(name string, queues int, vnetHdr bool) ([]*os.File, error) {
 
 // attach opens /dev/net/tun and binds the file to the named device.
 func attach(name string, flags uint16) (*os.File, error) {
-	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(CloneDevice, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", tunPath, err)
+		return nil, fmt.Errorf("opening %s: %w", CloneDevice, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -117,7 +118,7 @@ func attach(name string, flags uint16) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETIFF: %w", err)
 	}
-	return os.NewFile(uintptr(fd), tunPath), nil
+	return os.NewFile(uintptr(fd), CloneDevice), nil
 }
 
 // Flags returns the IFF_* flags of an open tap queue (TUNGETIFF).

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/netbridge/netbridge/netbridge"
+)
+
+// netConf is the plugin's network configuration: the CNI keys every plugin
+// gets, and netbridge's own.
+type netConf struct {
+	types.NetConf
+
+	// Model is how the interface is connected to its tap: tcfilter (the
+	// default), bridge, macvtap, none or auto.
+	Model string `json:"model,omitempty"`
+	// Queues is the number of tap queues (virtio-net queue pairs).
+	Queues int `json:"queues,omitempty"`
+	// Vhost is "on", "off" or "auto"; true and false mean on and off.
+	Vhost vhostSetting `json:"vhost,omitempty"`
+	// TapName names the tap (or macvtap) instead of nb-IFNAME.
+	TapName string `json:"tapName,omitempty"`
+	// MacvtapMode is bridge (the default) or passthru, for model macvtap.
+	MacvtapMode string `json:"macvtapMode,omitempty"`
+	// TapOwner and TapGroup restrict who may open the tap (a hypervisor
+	// that does not run as root).
+	TapOwner *uint32 `json:"tapOwner,omitempty"`
+	TapGroup *uint32 `json:"tapGroup,omitempty"`
+	// StateDir is netbridge's state directory; the default is the CLI's,
+	// so that `netbridge render --id CONTAINER_ID` reads what the plugin
+	// wired.
+	StateDir string `json:"stateDir,omitempty"`
+	// LogFile, when set, receives one line per step (JSON lines).
+	LogFile string `json:"logFile,omitempty"`
+}
+
+// vhostSetting is the vhost key: a string, or a boolean.
+type vhostSetting string
+
+func (v *vhostSetting) UnmarshalJSON(b []byte) error {
+	var on bool
+	if err := json.Unmarshal(b, &on); err == nil {
+		*v = vhostSetting(map[bool]string{true: netbridge.VhostOn, false: netbridge.VhostOff}[on])
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("vhost must be \"on\", \"off\", \"auto\" or a boolean, not %s", b)
+	}
+	*v = vhostSetting(s)
+	return nil
+}
+
+// errNoPrevResult is ADD's and CHECK's error when netbridge runs alone.
+var errNoPrevResult = errors.New("no prevResult: netbridge is a chained plugin; list it after the plugin that creates the interface (bridge, ptp, macvlan, ...) in a conflist")
+
+// parseConf decodes the network configuration on stdin, and the previous
+// plugin's result in it (nil when there is none), converted to the current
+// result type whatever its spec version.
+func parseConf(stdin []byte) (*netConf, *current.Result, error) {
+	conf := &netConf{}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding the network configuration", err.Error())
+	}
+	if conf.RawPrevResult == nil {
+		return conf, nil, nil
+	}
+	if err := version.ParsePrevResult(&conf.NetConf); err != nil {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding prevResult", err.Error())
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "converting prevResult to CNI "+current.ImplementedSpecVersion, err.Error())
+	}
+	return conf, prev, nil
+}
+
+// config is the library configuration of an ADD of interface ifname of
+// container id in the netns at netnsPath.
+func (c *netConf) config(id, netnsPath, ifname string, prev *current.Result) (netbridge.Config, error) {
+	cfg := netbridge.Config{
+		ID: id, Netns: netnsPath, Model: c.Model, Interfaces: []string{ifname},
+		Queues: c.Queues, Vhost: string(c.Vhost), TapName: c.TapName, MacvtapMode: c.MacvtapMode,
+		TapOwner: c.TapOwner, TapGroup: c.TapGroup, StateDir: c.StateDir, Network: c.Name,
+	}
+	if prev != nil {
+		b, err := json.Marshal(prev)
+		if err != nil {
+			return cfg, err
+		}
+		if cfg.DNS, err = netbridge.DNSFromCNIResult(b); err != nil {
+			return cfg, types.NewError(types.ErrInvalidNetworkConfig, "the DNS of prevResult", err.Error())
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,233 @@
+// Command netbridge-cni is netbridge as a chained CNI plugin (type
+// "netbridge"; install it as netbridge in the CNI bin directory). Listed
+// after the plugin that creates a pod's interface, it connects that
+// interface (CNI_IFNAME) to a tap for a VM sandbox and adds the tap to the
+// result:
+//
+//	{"type": "netbridge", "model": "tcfilter", "queues": 1}
+//
+// ADD attaches the interface to the sandbox of CNI_CONTAINERID, DEL
+// detaches it (idempotent, and a success when the netns or the prevResult
+// is gone), CHECK verifies the wiring, STATUS says whether taps can be
+// made, GC detaches the interfaces of this network the runtime no longer
+// lists. It shares the state directory with the netbridge CLI, so
+// `netbridge render --id CONTAINER_ID` prints the hypervisor arguments of
+// what the plugin wired.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/tap"
+)
+
+// versionString is set at build time (-X main.versionString=...).
+var versionString = "dev"
+
+// specVersions are the CNI spec versions the plugin speaks.
+var specVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+// timeout bounds one call; the runtime's own deadline usually comes first,
+// and SIGTERM rolls back as well.
+const timeout = 60 * time.Second
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, GC: cmdGC, Status: cmdStatus},
+		specVersions, "netbridge "+versionString+": connects a pod's CNI interface to a tap for a VM sandbox")
+}
+
+// call is one plugin invocation: its configuration, the previous
+// plugin's result (nil when none), and a context bounded by timeout and
+// SIGTERM whose logger writes to conf.LogFile.
+type call struct {
+	conf *netConf
+	prev *current.Result
+	ctx  context.Context
+	log  *slog.Logger
+	done func()
+}
+
+func start(args *skel.CmdArgs) (*call, error) {
+	conf, prev, err := parseConf(args.StdinData)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	c := &call{conf: conf, prev: prev, ctx: ctx, log: slog.New(slog.DiscardHandler), done: func() { stop(); cancel() }}
+	if conf.LogFile != "" {
+		f, err := os.OpenFile(conf.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			c.done()
+			return nil, types.NewError(types.ErrIOFailure, "opening logFile", err.Error())
+		}
+		c.log = slog.New(slog.NewJSONHandler(f, nil)).With("cni_command", os.Getenv("CNI_COMMAND"),
+			"network", conf.Name, "container", args.ContainerID, "ifname", args.IfName)
+		c.ctx = netbridge.ContextWithLogger(ctx, c.log)
+		c.done = func() { stop(); cancel(); f.Close() }
+	}
+	return c, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	c, err := start(args)
+	if err != nil {
+		return err
+	}
+	defer c.done()
+	conf, prev, ctx := c.conf, c.prev, c.ctx
+	if prev == nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
+	}
+	if args.Netns == "" {
+		return types.NewError(types.ErrInvalidNetNS, "ADD needs CNI_NETNS", "")
+	}
+	cfg, err := conf.config(args.ContainerID, args.Netns, args.IfName, prev)
+	if err != nil {
+		return err
+	}
+	sb, err := netbridge.Attach(ctx, cfg)
+	if err != nil {
+		return cniError(err)
+	}
+	for _, nic := range sb.NICs {
+		if nic.Name == args.IfName {
+			prev.Interfaces = append(prev.Interfaces, tapInterface(nic, args.Netns))
+			return types.PrintResult(prev, conf.CNIVersion)
+		}
+	}
+	return types.NewError(types.ErrInternal, fmt.Sprintf("interface %q is not among the attached NICs of sandbox %q", args.IfName, args.ContainerID), "")
+}
+
+// tapInterface is the result's entry of nic's tap: the device the
+// hypervisor opens, in the pod's netns. The guest's MAC is the CNI
+// interface's own, already in the result.
+func tapInterface(nic netbridge.NIC, netnsPath string) *current.Interface {
+	return &current.Interface{Name: nic.Tap, Mac: nic.TapMAC.String(), Mtu: nic.MTU, Sandbox: netnsPath}
+}
+
+func cmdDel(args *skel.CmdArgs) error {
+	c, err := start(args)
+	if err != nil {
+		return err
+	}
+	defer c.done()
+	conf, ctx := c.conf, c.ctx
+	// The record says where the wiring is: DEL needs neither the netns
+	// (gone with its objects is fine) nor a prevResult.
+	if err := netbridge.Detach(ctx, conf.StateDir, args.ContainerID, args.IfName); err != nil {
+		return cniError(err)
+	}
+	return nil
+}
+
+func cmdCheck(args *skel.CmdArgs) error {
+	c, err := start(args)
+	if err != nil {
+		return err
+	}
+	defer c.done()
+	conf, prev, ctx := c.conf, c.prev, c.ctx
+	if prev == nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
+	}
+	if err := netbridge.CheckInterface(ctx, conf.StateDir, args.ContainerID, args.IfName); err != nil {
+		return cniError(err)
+	}
+	sb, err := netbridge.Load(conf.StateDir, args.ContainerID)
+	if err != nil {
+		return cniError(err)
+	}
+	for _, nic := range sb.NICs {
+		if nic.Name != args.IfName {
+			continue
+		}
+		want := tapInterface(nic, args.Netns)
+		for _, i := range prev.Interfaces {
+			if i.Name == want.Name && i.Sandbox == want.Sandbox {
+				if i.Mac != "" && i.Mac != want.Mac {
+					return types.NewError(types.ErrInternal, fmt.Sprintf("tap %q has MAC %s, the result says %s", want.Name, want.Mac, i.Mac), "")
+				}
+				return nil
+			}
+		}
+		return types.NewError(types.ErrInternal, fmt.Sprintf("the result has no interface %q in %s: it was not made by this netbridge ADD", want.Name, want.Sandbox), "")
+	}
+	return types.NewError(types.ErrInternal, fmt.Sprintf("interface %q of %q is not attached", args.IfName, args.ContainerID), "")
+}
+
+// cmdStatus reports whether the plugin can attach: the tun device can be
+// opened and the state directory written.
+func cmdStatus(args *skel.CmdArgs) error {
+	c, err := start(args)
+	if err != nil {
+		return err
+	}
+	defer c.done()
+	conf := c.conf
+	f, err := os.OpenFile(tap.CloneDevice, os.O_RDWR, 0)
+	if err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "no tun device", fmt.Sprintf("%v; load the tun module", err))
+	}
+	f.Close()
+	if _, err := state.Open(state.Dir(conf.StateDir)); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "state directory not usable", err.Error())
+	}
+	return nil
+}
+
+// cmdGC detaches the interfaces of this network that the runtime's list
+// of valid attachments no longer has.
+func cmdGC(args *skel.CmdArgs) error {
+	c, err := start(args)
+	if err != nil {
+		return err
+	}
+	defer c.done()
+	conf, ctx := c.conf, c.ctx
+	valid := map[types.GCAttachment]bool{}
+	for _, a := range conf.ValidAttachments {
+		valid[a] = true
+	}
+	gone, err := netbridge.Collect(ctx, conf.StateDir, conf.Name, func(id, ifname string) bool {
+		return valid[types.GCAttachment{ContainerID: id, IfName: ifname}]
+	})
+	if len(gone) > 0 {
+		c.log.Info("collected", "attachments", gone)
+	}
+	if err != nil {
+		return cniError(err)
+	}
+	return nil
+}
+
+// cniError maps a library error to a CNI error code.
+func cniError(err error) error {
+	code := types.ErrInternal
+	switch {
+	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns), errors.Is(err, netns.ErrHostNetns):
+		code = types.ErrInvalidNetNS
+	case errors.Is(err, netbridge.ErrInvalidConfig):
+		code = types.ErrInvalidNetworkConfig
+	case errors.Is(err, netbridge.ErrNotFound):
+		code = types.ErrUnknownContainer
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = types.ErrTryAgainLater
+	}
+	return types.NewError(code, err.Error(), "")
+}
