@@ -130,7 +130,7 @@ func (tx *txn) attach() (*Sandbox, error) {
 		todo = append(todo, name)
 	}
 	if len(redo) > 0 {
-		err := rec.undoWhere(tx.h, tx.id, func(s step) bool { return redo[s.Iface] })
+		err := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return redo[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
 		for name := range redo {
 			delete(rec.Requests, name)
@@ -181,7 +181,7 @@ func (tx *txn) attachNew(names []string) error {
 		}
 		tx.log.Warn("attach failed; rolling back", "error", err, "elapsed", time.Since(tx.start))
 		closeNICs(sb.NICs)
-		uerr := rec.undoWhere(tx.h, tx.id, func(s step) bool { return mine[s.Iface] })
+		uerr := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return mine[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine[n.Name] })
 		for _, n := range names {
 			delete(rec.Requests, n)
@@ -379,5 +379,5 @@ func undoIn(rec *record, id string, match func(step) bool) error {
 		return err
 	}
 	defer h.Close()
-	return rec.undoWhere(h, id, match)
+	return rec.undoWhere(h, n, id, match)
 }

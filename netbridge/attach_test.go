@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/test/testnet"
 )
@@ -295,5 +297,43 @@ func TestCollectDetachesOnlyItsNetworksStaleInterfaces(t *testing.T) {
 	}
 	if _, err := netbridge.Load(p.stateDir, "sb-gc"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("Load after the last interface was collected = %v, want ErrNotFound", err)
+	}
+}
+
+// A foreign link that happens to sit in the sandbox's link group is not
+// deleted with the sandbox's links: teardown sees that the group holds
+// more than its links and deletes them one by one.
+func TestForeignLinkInOurGroupSurvivesTeardown(t *testing.T) {
+	p := newTwoNetPod(t)
+	cfg := p.config("sb-group")
+	sb := p.setup(t, cfg)
+	h := testnet.Handle(t, p.pod)
+	tap, err := h.LinkByName(sb.NICs[0].Tap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := tap.Attrs().Group
+	if group == 0 {
+		t.Fatalf("tap %s is in the default link group", sb.NICs[0].Tap)
+	}
+	if len(sb.NICs) < 2 {
+		t.Fatalf("%d NICs; the group is used for two or more", len(sb.NICs))
+	}
+	foreign := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0", Group: group}}
+	if err := h.LinkAdd(foreign); err != nil {
+		t.Fatal(err)
+	}
+	teardown(t, p.stateDir, cfg.ID)
+	l, err := h.LinkByName("foreign0")
+	if err != nil {
+		t.Fatalf("the foreign link in the sandbox's group went with the teardown: %v", err)
+	}
+	for _, nic := range sb.NICs {
+		if _, err := h.LinkByName(nic.Tap); err == nil {
+			t.Errorf("tap %s left after teardown", nic.Tap)
+		}
+	}
+	if err := h.LinkDel(l); err != nil {
+		t.Error(err)
 	}
 }

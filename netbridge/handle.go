@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/netns"
 )
@@ -16,7 +17,7 @@ func openHandle(n *netns.NS) (*netlink.Handle, error) {
 	var h *netlink.Handle
 	err := n.Do(func() error {
 		var err error
-		h, err = netlink.NewHandle()
+		h, err = newRouteHandle()
 		return err
 	})
 	if err != nil {
@@ -24,3 +25,7 @@ func openHandle(n *netns.NS) (*netlink.Handle, error) {
 	}
 	return h, nil
 }
+
+// newRouteHandle opens a netlink handle with a route socket only (netbridge
+// needs no other family) in the netns of the calling thread.
+func newRouteHandle() (*netlink.Handle, error) { return netlink.NewHandle(unix.NETLINK_ROUTE) }

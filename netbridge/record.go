@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -149,32 +150,81 @@ func (r *record) validate(id string) error {
 // already gone are fine; objects that are not ours are left alone. It keeps
 // going after an error, returns them all, and drops each undone step from
 // the journal.
-func (r *record) undo(h *netlink.Handle, id string) error {
-	return r.undoWhere(h, id, func(step) bool { return true })
+func (r *record) undo(h *netlink.Handle, n *netns.NS, id string) error {
+	return r.undoWhere(h, n, id, func(step) bool { return true })
 }
 
 // undoWhere is undo for the steps match selects; the other steps stay in
-// the journal.
-func (r *record) undoWhere(h *netlink.Handle, id string, match func(step) bool) error {
-	// Objects on a link of ours go away with it: only the link needs
-	// deleting.
-	doomed := map[string]bool{}
+// the journal. h and n are the sandbox netns's handle and namespace.
+//
+// The links of ours go first, all at once: the kernel spends most of a
+// link's deletion (about 18 ms here) waiting for RCU grace periods, which
+// one batch shares, so that 16 taps go in about the time of one instead
+// of 16 times that. They are deleted by their link group when the group
+// holds exactly them, else concurrently. The objects on those links go
+// with them. The remaining steps (a MAC, addresses, a master, a qdisc on
+// the CNI interface) are then undone newest first, as recorded.
+func (r *record) undoWhere(h *netlink.Handle, n *netns.NS, id string, match func(step) bool) error {
+	var ours []step
 	for _, s := range r.Journal {
-		if _, creates := ownedKinds[s.Op]; !creates || !match(s) {
-			continue
-		}
-		if l, err := h.LinkByName(s.Link); err == nil && isOurLink(l, id, s) {
-			doomed[s.Link] = true
+		if _, creates := ownedKinds[s.Op]; creates && match(s) {
+			ours = append(ours, s)
 		}
 	}
+	gone := map[string]bool{}   // links deleted, or gone already, by name
+	failed := map[string]bool{} // links whose deletion failed
 	var errs []error
+	if len(ours) > 0 {
+		links, err := nlretry.Dump(h.LinkList)
+		if err != nil {
+			return fmt.Errorf("listing links: %w", err)
+		}
+		byName := map[string]netlink.Link{}
+		for _, l := range links {
+			byName[l.Attrs().Name] = l
+		}
+		var doomed []netlink.Link
+		for _, s := range ours {
+			switch l, ok := byName[s.Link]; {
+			case !ok:
+				gone[s.Link] = true // gone already, with what was on it
+			case isOurLink(l, id, s):
+				doomed = append(doomed, l)
+			}
+		}
+		for i, err := range deleteLinks(h, n, id, links, doomed) {
+			name := doomed[i].Attrs().Name
+			if err != nil {
+				errs = append(errs, fmt.Errorf("deleting %q: %w", name, err))
+				failed[name] = true
+				continue
+			}
+			gone[name] = true
+		}
+	}
+	// A filter on a qdisc netbridge added goes with the qdisc.
+	ourQdisc := map[string]bool{}
+	for _, s := range r.Journal {
+		if s.Op == opQdisc && match(s) {
+			ourQdisc[s.Link] = true
+		}
+	}
 	for i := len(r.Journal) - 1; i >= 0; i-- {
 		s := r.Journal[i]
 		if !match(s) {
 			continue
 		}
-		if _, creates := ownedKinds[s.Op]; !creates && doomed[s.Link] {
+		if s.Op == opFilter && ourQdisc[s.Link] {
 			r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
+			continue
+		}
+		if _, creates := ownedKinds[s.Op]; creates || gone[s.Link] {
+			// A link deleted above, or one of that name that is not
+			// ours (left alone), or an object that went with a link;
+			// a link whose deletion failed stays recorded.
+			if !failed[s.Link] {
+				r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
+			}
 			continue
 		}
 		if err := undoStep(h, id, s); err != nil {
@@ -184,6 +234,60 @@ func (r *record) undoWhere(h *netlink.Handle, id string, match func(step) bool) 
 		r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
 	}
 	return errors.Join(errs...)
+}
+
+// maxDeleters bounds the netlink handles deleting links at once.
+const maxDeleters = 32
+
+// deleteLinks deletes doomed, links of sandbox id among all the links of
+// its netns n, and returns each deletion's error (nil when it went, or was
+// gone already): with one request for their link group when the group
+// holds exactly them, else concurrently through several handles.
+func deleteLinks(h *netlink.Handle, n *netns.NS, id string, all, doomed []netlink.Link) []error {
+	errs := make([]error, len(doomed))
+	if len(doomed) > 1 && groupHoldsExactly(ownerGroup(id), all, doomed) {
+		if err := deleteGroup(n, ownerGroup(id)); err == nil {
+			return errs
+		}
+		// Fall back to deleting them one by one (each gone one is fine).
+	}
+	hs := []*netlink.Handle{h}
+	for len(hs) < min(len(doomed), maxDeleters) {
+		extra, err := openHandle(n)
+		if err != nil {
+			break // fewer at once, then
+		}
+		defer extra.Close()
+		hs = append(hs, extra)
+	}
+	var wg sync.WaitGroup
+	for k, hk := range hs {
+		wg.Go(func() {
+			for i := k; i < len(doomed); i += len(hs) {
+				errs[i] = ignoreNotFound(hk.LinkDel(doomed[i]))
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// groupHoldsExactly reports whether the links of all that are in group
+// are exactly those of doomed.
+func groupHoldsExactly(group uint32, all, doomed []netlink.Link) bool {
+	want := map[int]bool{}
+	for _, l := range doomed {
+		if l.Attrs().Group != group {
+			return false
+		}
+		want[l.Attrs().Index] = true
+	}
+	for _, l := range all {
+		if l.Attrs().Group == group && !want[l.Attrs().Index] {
+			return false
+		}
+	}
+	return true
 }
 
 func undoStep(h *netlink.Handle, id string, s step) error {

@@ -80,7 +80,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb, err = tx.setup()
 		if err != nil {
 			log.Warn("setup failed; rolling back", "error", err, "elapsed", time.Since(start))
-			if uerr := rec.undo(h, cfg.ID); uerr != nil {
+			if uerr := rec.undo(h, c.n, cfg.ID); uerr != nil {
 				// Keep what could not be undone for the next teardown.
 				_ = st.Write(cfg.ID, rec)
 				return errors.Join(err, fmt.Errorf("rolling back: %w (run teardown to retry)", uerr))
@@ -137,12 +137,12 @@ func begin(ctx context.Context, cfg Config) (*call, error) {
 // the netlink handle it uses.
 func (c *call) run(ctx context.Context, cfg Config, rec *record, log *slog.Logger, start time.Time, fn func(*txn, *netlink.Handle) error) error {
 	return c.n.Do(func() error {
-		h, err := netlink.NewHandle()
+		h, err := newRouteHandle()
 		if err != nil {
 			return fmt.Errorf("opening netlink: %w", err)
 		}
 		defer h.Close()
-		return fn(&txn{h: h, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
+		return fn(&txn{h: h, n: c.n, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
 	})
 }
 
@@ -171,6 +171,7 @@ func resolveVhost(v string) (bool, error) {
 // Its methods run on a thread inside that netns.
 type txn struct {
 	h       *netlink.Handle
+	n       *netns.NS
 	st      *state.Store
 	rec     *record
 	id      string
@@ -354,6 +355,7 @@ func (tx *txn) nameFree(name, ifname string) error {
 // one journaled step.
 func (tx *txn) createLink(op string, link netlink.Link) error {
 	name := link.Attrs().Name
+	link.Attrs().Group = ownerGroup(tx.id) // in the group from the start
 	return tx.create(step{Op: op, Link: name}, func() error {
 		if err := tx.h.LinkAdd(link); err != nil {
 			return err
@@ -362,18 +364,22 @@ func (tx *txn) createLink(op string, link netlink.Link) error {
 	})
 }
 
-// tag sets our alias on the link just created as name; on failure it
-// deletes the link again, so that the step leaves nothing.
+// tag sets our alias and link group on the link just created as name; on
+// failure it deletes the link again, so that the step leaves nothing.
 func (tx *txn) tag(name string) error {
-	link, err := tx.h.LinkByName(name)
-	if err == nil {
-		err = tx.h.LinkSetAlias(link, ownerTag(tx.id))
-	}
+	return tx.setOwned(name, linkSettings{})
+}
+
+// setOwned tags the link just created as name as ours and applies s, in
+// one request; on failure it deletes the link again.
+func (tx *txn) setOwned(name string, s linkSettings) error {
+	s.alias, s.group = ownerTag(tx.id), ownerGroup(tx.id)
+	err := setLink(tx.n, name, s)
 	if err != nil {
-		if link != nil {
+		if link, lerr := tx.h.LinkByName(name); lerr == nil {
 			_ = tx.h.LinkDel(link)
 		}
-		return fmt.Errorf("tagging the new link: %w", err)
+		return fmt.Errorf("configuring the new link %q: %w", name, err)
 	}
 	return nil
 }
@@ -392,7 +398,7 @@ func (tx *txn) createTap(nic *NIC) error {
 		if err != nil {
 			return err
 		}
-		if err := tx.tag(nic.Tap); err != nil {
+		if err := tx.setOwned(nic.Tap, linkSettings{mac: net.HardwareAddr(nic.TapMAC), mtu: nic.MTU, up: true}); err != nil {
 			closeFiles(fs)
 			return err
 		}
@@ -412,15 +418,6 @@ func (tx *txn) createTap(nic *NIC) error {
 		return fmt.Errorf("looking up tap %q: %w", nic.Tap, err)
 	}
 	nic.TapIndex = link.Attrs().Index
-	if err := tx.h.LinkSetHardwareAddr(link, net.HardwareAddr(nic.TapMAC)); err != nil {
-		return fmt.Errorf("setting MAC %s on tap %q: %w", nic.TapMAC, nic.Tap, err)
-	}
-	if err := tx.h.LinkSetMTU(link, nic.MTU); err != nil {
-		return fmt.Errorf("setting MTU %d on tap %q: %w", nic.MTU, nic.Tap, err)
-	}
-	if err := tx.h.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bringing tap %q up: %w", nic.Tap, err)
-	}
 	if tx.cfg.HoldFDs && nic.Vhost {
 		vf, err := openVhost(nic.Queues)
 		if err != nil {

@@ -194,3 +194,26 @@ func TestDir(t *testing.T) {
 		t.Errorf("Dir(/flag) = %q", d)
 	}
 }
+
+// An empty record file (what a machine crash can leave of a rename whose
+// data never reached the disk) reads as no record.
+func TestEmptyRecordReadsAsNone(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), "sb1.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	ok, err := s.Read("sb1", &v)
+	if ok || err != nil {
+		t.Errorf("Read of an empty record = %v, %v; want false, nil", ok, err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), "sb1.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read("sb1", &v); err == nil {
+		t.Error("Read of a torn record = nil error")
+	}
+}
