@@ -194,27 +194,49 @@ func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
 // An entry left not done by a crash may or may not have its object, and
 // undo handles both.
 func (tx *txn) create(s step, fn func() error) error {
+	return tx.createAll(planned{s, fn})
+}
+
+// planned is a step and the function that creates its object.
+type planned struct {
+	s  step
+	fn func() error
+}
+
+// createAll is create for several steps journaled at once: one write of
+// the record announces them all (an entry not done may or may not have its
+// object, and undo handles both), then each object is created in order.
+// On a failure the entries of the steps not done are dropped again.
+func (tx *txn) createAll(steps ...planned) error {
 	if err := tx.ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", s, err)
+		return fmt.Errorf("%s: %w", steps[0].s, err)
 	}
-	s.Iface = tx.iface
-	tx.rec.Journal = append(tx.rec.Journal, s)
-	last := len(tx.rec.Journal) - 1
+	first := len(tx.rec.Journal)
+	for _, p := range steps {
+		p.s.Iface = tx.iface
+		tx.rec.Journal = append(tx.rec.Journal, p.s)
+	}
 	if err := tx.save(); err != nil {
-		tx.rec.Journal = tx.rec.Journal[:last]
+		tx.rec.Journal = tx.rec.Journal[:first]
 		return err
 	}
-	err := beforeStep(len(tx.rec.Journal), s)
-	if err == nil {
-		err = retryBusy(tx.ctx, fn)
+	for i, p := range steps {
+		k := first + i
+		err := tx.ctx.Err()
+		if err == nil {
+			err = beforeStep(k+1, p.s)
+		}
+		if err == nil {
+			err = retryBusy(tx.ctx, p.fn)
+		}
+		if err != nil {
+			tx.rec.Journal = tx.rec.Journal[:k]
+			return fmt.Errorf("%s: %w", p.s, err)
+		}
+		afterStep(k + 1)
+		tx.rec.Journal[k].Done = true
+		tx.log.Debug("done", "step", p.s.String(), "elapsed", time.Since(tx.start))
 	}
-	if err != nil {
-		tx.rec.Journal = tx.rec.Journal[:last]
-		return fmt.Errorf("%s: %w", s, err)
-	}
-	afterStep(len(tx.rec.Journal))
-	tx.rec.Journal[last].Done = true
-	tx.log.Debug("done", "step", s.String(), "elapsed", time.Since(tx.start))
 	return nil
 }
 
@@ -387,13 +409,26 @@ func (tx *txn) setOwned(name string, s linkSettings) error {
 // createTap creates nic's tap, tags it as ours and gives it its MAC and
 // MTU, then brings it up.
 func (tx *txn) createTap(nic *NIC) error {
-	nic.Tap = tx.deviceName(tapPrefix, nic.Name)
-	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
+	s, err := tx.tapStep(nic)
+	if err != nil {
 		return err
 	}
+	if err := tx.createAll(s); err != nil {
+		return err
+	}
+	return tx.tapCreated(nic)
+}
+
+// tapStep names nic's tap, derives its MAC and returns the step that
+// creates it, tags it as ours, gives it its MAC and MTU and brings it up.
+// Once the step is done, tapCreated finishes the NIC.
+func (tx *txn) tapStep(nic *NIC) (planned, error) {
+	nic.Tap = tx.deviceName(tapPrefix, nic.Name)
+	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
+		return planned{}, err
+	}
 	nic.TapMAC = tx.deriveMAC(nic.Name, "tap")
-	var files []*os.File
-	err := tx.create(step{Op: opTap, Link: nic.Tap}, func() error {
+	return planned{step{Op: opTap, Link: nic.Tap}, func() error {
 		fs, err := tap.Create(tap.Config{Name: nic.Tap, Queues: nic.Queues, VnetHdr: true, Owner: tx.cfg.TapOwner, Group: tx.cfg.TapGroup, Persist: true})
 		if err != nil {
 			return err
@@ -402,23 +437,27 @@ func (tx *txn) createTap(nic *NIC) error {
 			closeFiles(fs)
 			return err
 		}
-		files = fs
+		link, err := tx.h.LinkByName(nic.Tap)
+		if err != nil {
+			closeFiles(fs)
+			_ = tx.h.LinkDel(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: nic.Tap}})
+			return fmt.Errorf("looking up the new tap: %w", err)
+		}
+		nic.TapIndex = link.Attrs().Index
+		nic.Files = fs // kept by tapCreated only with HoldFDs
 		return nil
-	})
-	if err != nil {
-		return err
+	}}, nil
+}
+
+// tapCreated finishes nic once its tap exists: it keeps the queues open
+// (and opens vhost-net) when the caller holds fds, else closes them.
+func (tx *txn) tapCreated(nic *NIC) error {
+	if !tx.cfg.HoldFDs {
+		closeFiles(nic.Files)
+		nic.Files = nil
+		return nil
 	}
-	if tx.cfg.HoldFDs {
-		nic.Files = files
-	} else {
-		closeFiles(files)
-	}
-	link, err := tx.h.LinkByName(nic.Tap)
-	if err != nil {
-		return fmt.Errorf("looking up tap %q: %w", nic.Tap, err)
-	}
-	nic.TapIndex = link.Attrs().Index
-	if tx.cfg.HoldFDs && nic.Vhost {
+	if nic.Vhost {
 		vf, err := openVhost(nic.Queues)
 		if err != nil {
 			return fmt.Errorf("tap %q: %w", nic.Tap, err)

@@ -37,20 +37,29 @@ type tcfilter struct{}
 func (tcfilter) name() string                  { return ModelTCFilter }
 func (tcfilter) supports(ifc *Interface) error { return supportsKind(ModelTCFilter, ifc) }
 
+// wire journals the tap, the qdiscs and the filters in one write, then
+// makes them.
 func (tcfilter) wire(tx *txn, nic *NIC) error {
-	if err := tx.createTap(nic); err != nil {
+	tapStep, err := tx.tapStep(nic)
+	if err != nil {
 		return err
 	}
-	for _, dir := range [][2]string{{nic.Name, nic.Tap}, {nic.Tap, nic.Name}} {
-		src, dst := dir[0], dir[1]
-		if err := tx.ensureIngress(src); err != nil {
-			return err
-		}
-		if err := tx.addRedirect(src, dst); err != nil {
-			return err
-		}
+	steps := []planned{tapStep}
+	veth := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: nic.Name, Index: nic.Index}}
+	switch q, err := findIngress(tx.h, veth); {
+	case err != nil:
+		return err
+	case q == nil: // else reused, and left in place at teardown
+		steps = append(steps, tx.ingressStep(nic.Name, &nic.Index))
 	}
-	return nil
+	steps = append(steps,
+		tx.redirectStep(nic.Name, &nic.Index, &nic.TapIndex),
+		tx.ingressStep(nic.Tap, &nic.TapIndex), // a new tap has none
+		tx.redirectStep(nic.Tap, &nic.TapIndex, &nic.Index))
+	if err := tx.createAll(steps...); err != nil {
+		return err
+	}
+	return tx.tapCreated(nic)
 }
 
 func (tcfilter) check(c *checker, nic *NIC) {
@@ -59,24 +68,16 @@ func (tcfilter) check(c *checker, nic *NIC) {
 	c.redirect(nic.Tap, nic.Name)
 }
 
-// ensureIngress adds an ingress qdisc to the named link unless it has one
-// already, which is then reused and left in place at teardown.
-func (tx *txn) ensureIngress(name string) error {
-	link, err := tx.h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("looking up %q: %w", name, err)
-	}
-	if q, err := findIngress(tx.h, link); err != nil || q != nil {
-		return err
-	}
-	s := step{Op: opQdisc, Link: name}
-	return tx.create(s, func() error {
+// ingressStep is the step adding an ingress qdisc to link name, whose
+// index *index holds by the time the step runs.
+func (tx *txn) ingressStep(name string, index *int) planned {
+	return planned{step{Op: opQdisc, Link: name}, func() error {
 		return tx.h.QdiscAdd(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: link.Attrs().Index,
+			LinkIndex: *index,
 			Parent:    netlink.HANDLE_INGRESS,
 			Handle:    ingressParent,
 		}})
-	})
+	}}
 }
 
 func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
@@ -95,47 +96,45 @@ func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
 	return nil, nil
 }
 
-// addRedirect adds our filter redirecting every frame received on src to
-// the egress of dst. It prefers matchall and falls back to u32 when the
-// kernel has no matchall; the choice is made once per sandbox.
-func (tx *txn) addRedirect(src, dst string) error {
-	srcLink, err := tx.h.LinkByName(src)
-	if err != nil {
-		return fmt.Errorf("looking up %q: %w", src, err)
-	}
-	dstLink, err := tx.h.LinkByName(dst)
-	if err != nil {
-		return fmt.Errorf("looking up %q: %w", dst, err)
-	}
-	if tx.rec.Classifier == "" {
-		err := tx.addRedirectWith(classifierMatchall, srcLink, dstLink)
-		if err == nil || !(errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)) {
-			return err
+// redirectStep is the step adding our filter on link src (index *src by
+// the time it runs) that redirects every frame to the egress of the link
+// of index *dst. It uses u32, which every kernel with tc filters has, and
+// matchall only when u32 is missing: trying matchall first costs a module
+// load attempt (a modprobe run by the kernel, milliseconds) per setup on
+// kernels without it. The choice is made once per sandbox.
+func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
+	s := step{Op: opFilter, Link: src, Parent: ingressParent, Prio: FilterPriority}
+	return planned{s, func() error {
+		if tx.rec.Classifier != "" {
+			return tx.h.FilterAdd(redirectFilter(tx.rec.Classifier, *srcIndex, *dstIndex))
 		}
-		tx.rec.Classifier = classifierU32
-		return tx.addRedirectWith(classifierU32, srcLink, dstLink)
-	}
-	return tx.addRedirectWith(tx.rec.Classifier, srcLink, dstLink)
+		for _, c := range []string{classifierU32, classifierMatchall} {
+			err := tx.h.FilterAdd(redirectFilter(c, *srcIndex, *dstIndex))
+			if err == nil {
+				tx.rec.Classifier = c
+			}
+			if err == nil || !(errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)) {
+				return err
+			}
+		}
+		return fmt.Errorf("neither u32 nor matchall: %w", unix.EOPNOTSUPP)
+	}}
 }
 
-func (tx *txn) addRedirectWith(classifier string, src, dst netlink.Link) error {
+// redirectFilter is a match-all filter of classifier at our priority on
+// the ingress of link src, redirecting to the egress of link dst.
+func redirectFilter(classifier string, src, dst int) netlink.Filter {
 	attrs := netlink.FilterAttrs{
-		LinkIndex: src.Attrs().Index,
+		LinkIndex: src,
 		Parent:    ingressParent,
 		Priority:  FilterPriority,
 		Protocol:  unix.ETH_P_ALL,
 	}
-	redirect := []netlink.Action{netlink.NewMirredAction(dst.Attrs().Index)}
-	var f netlink.Filter = &netlink.U32{FilterAttrs: attrs, Actions: redirect}
+	redirect := []netlink.Action{netlink.NewMirredAction(dst)}
 	if classifier == classifierMatchall {
-		f = &netlink.MatchAll{FilterAttrs: attrs, Actions: redirect}
+		return &netlink.MatchAll{FilterAttrs: attrs, Actions: redirect}
 	}
-	s := step{Op: opFilter, Link: src.Attrs().Name, Parent: ingressParent, Prio: FilterPriority}
-	err := tx.create(s, func() error { return tx.h.FilterAdd(f) })
-	if err == nil && tx.rec.Classifier == "" {
-		tx.rec.Classifier = classifier
-	}
-	return err
+	return &netlink.U32{FilterAttrs: attrs, Actions: redirect}
 }
 
 // delPriority removes every filter of one priority from a link's qdisc, the
