@@ -170,6 +170,69 @@ func buildInto(goBin, modDir, dir string) error {
 	return nil
 }
 
+// NetbridgePlugin is the name the netbridge plugin has in a CNI bin
+// directory: its type in a configuration.
+const NetbridgePlugin = "netbridge"
+
+// netbridgePackage is the netbridge CNI plugin's package in this module.
+const netbridgePackage = "./cmd/netbridge-cni"
+
+var nbBuild struct {
+	sync.Mutex
+	dir  string
+	refs int
+}
+
+// BuildNetbridge builds the chained netbridge plugin (cmd/netbridge-cni of
+// this module, as the work tree has it) into a temporary directory, as
+// NetbridgePlugin, and returns the directory; join it to [Build]'s with
+// the path-list separator for [Add]. Tests running at the same time share
+// one build; the directory is removed at the cleanup of the last of them,
+// so nothing is left behind, and a later test builds again (a link only,
+// well under a second, since go caches the compiled packages). A failed
+// build fails the test.
+func BuildNetbridge(t testing.TB) string {
+	t.Helper()
+	nbBuild.Lock()
+	defer nbBuild.Unlock()
+	if nbBuild.dir == "" {
+		dir, err := buildNetbridge()
+		if err != nil {
+			t.Fatalf("building the netbridge CNI plugin: %v", err)
+		}
+		nbBuild.dir = dir
+	}
+	nbBuild.refs++
+	t.Cleanup(func() {
+		nbBuild.Lock()
+		defer nbBuild.Unlock()
+		if nbBuild.refs--; nbBuild.refs == 0 {
+			_ = os.RemoveAll(nbBuild.dir)
+			nbBuild.dir = ""
+		}
+	})
+	return nbBuild.dir
+}
+
+func buildNetbridge() (string, error) {
+	goBin := goTool()
+	modDir, err := moduleDir(goBin)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "netbridge-cni-plugin-")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, NetbridgePlugin), netbridgePackage)
+	cmd.Dir = modDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("go build %s: %w\n%s", netbridgePackage, err, out)
+	}
+	return dir, nil
+}
+
 // nsExec is a libcni invoke.Exec that starts plugins inside a network
 // namespace with [testnet.RunIn].
 type nsExec struct {
@@ -235,28 +298,72 @@ func (e *nsExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 type Attachment struct {
 	// Result is the ADD result, converted to the 1.0.0 result types.
 	Result *current.Result
+	// Raw is the ADD result as libcni returned it: in the spec version
+	// the last plugin printed (normally the configuration's).
+	Raw types.Result
 
-	cfg     *libcni.CNIConfig
-	list    *libcni.NetworkConfigList
-	rt      *libcni.RuntimeConf
-	once    sync.Once
-	err     error
-	dataDir string // host-local dataDir injected by Add
-	release func()
+	cfg      *libcni.CNIConfig
+	list     *libcni.NetworkConfigList
+	rt       *libcni.RuntimeConf
+	once     sync.Once
+	err      error
+	dataDir  string // host-local dataDir injected by Add
+	cacheDir string // libcni's cache directory
+	release  func()
 }
 
 // Del runs the configuration's DEL now, in reverse plugin order, instead of
 // at cleanup. Later calls (and the cleanup) return the first call's result.
 func (a *Attachment) Del() error {
-	a.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
-		defer cancel()
-		if err := a.cfg.DelNetworkList(ctx, a.list, a.rt); err != nil {
-			a.err = fmt.Errorf("CNI DEL %s (container %s, %s): %w", a.list.Name, a.rt.ContainerID, a.rt.IfName, err)
-		}
-		a.release()
-	})
+	a.once.Do(func() { a.err = a.del() })
 	return a.err
+}
+
+// DelAgain runs the configuration's DEL once more, whatever happened
+// before: the spec wants a DEL of what is already deleted to succeed.
+func (a *Attachment) DelAgain() error {
+	return a.del()
+}
+
+func (a *Attachment) del() error {
+	ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
+	defer cancel()
+	if err := a.cfg.DelNetworkList(ctx, a.list, a.rt); err != nil {
+		return fmt.Errorf("CNI DEL %s (container %s, %s): %w", a.list.Name, a.rt.ContainerID, a.rt.IfName, err)
+	}
+	return nil
+}
+
+// Check runs the configuration's CHECK (libcni's CheckNetworkList: every
+// plugin in order, each given the cached ADD result as prevResult). It
+// fails for spec versions before 0.4.0, which have no CHECK.
+func (a *Attachment) Check() error {
+	ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
+	defer cancel()
+	if err := a.cfg.CheckNetworkList(ctx, a.list, a.rt); err != nil {
+		return fmt.Errorf("CNI CHECK %s (container %s, %s): %w", a.list.Name, a.rt.ContainerID, a.rt.IfName, err)
+	}
+	return nil
+}
+
+// CachedResult returns the result libcni cached for the attachment
+// (GetNetworkListCachedResult), converted to the configuration's spec
+// version; nil when there is none.
+func (a *Attachment) CachedResult() (types.Result, error) {
+	return a.cfg.GetNetworkListCachedResult(a.list, a.rt)
+}
+
+// ForgetCache removes libcni's cached result of the attachment, as a
+// runtime that lost its cache (or crashed between a plugin's ADD and
+// caching) would have it: a later GC then does not DEL the attachment
+// itself, the plugins' GC has to find it. A later DEL runs without a
+// prevResult.
+func (a *Attachment) ForgetCache() error {
+	p := filepath.Join(a.cacheDir, "results", fmt.Sprintf("%s-%s-%s", a.list.Name, a.rt.ContainerID, a.rt.IfName))
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("forgetting libcni's cached result: %w", err)
+	}
+	return nil
 }
 
 // nodeDirs holds, per node namespace, the host-local data directory and
@@ -312,56 +419,149 @@ func acquireNodeDir(nodeNS ns.NetNS) (string, func(), error) {
 // a conflist, as JSON) on interface ifname of the pod namespace podNS,
 // with the plugin processes running inside nodeNS. binDir is the plugin
 // directory, usually from [Build]; it may list several directories joined
-// with the OS path-list separator, for instance to add a netbridge binary.
+// with the OS path-list separator, for instance to add the netbridge
+// plugin from [BuildNetbridge].
 //
 // For every plugin whose "ipam" section is of type host-local and sets no
 // "dataDir", Add sets one in a temporary directory per node namespace, so
 // nothing is written under /var/lib/cni and pods added to the same node
 // namespace (even from different subtests) get distinct addresses; libcni's
-// result cache lives there too. The directory is removed after the node's
-// last DEL. Add registers DEL in t.Cleanup (use [Attachment.Del] to run it
-// earlier) and fails the test if ADD fails.
+// result cache lives there too. The directory is removed at the cleanup of
+// the node's last attachment. Add registers DEL in t.Cleanup (use
+// [Attachment.Del] to run it earlier) and fails the test if ADD fails.
 //
 // Note that DEL of the bridge plugin leaves the bridge and its gateway
 // address in place; they go away with nodeNS.
 func Add(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, containerID, ifname string) *Attachment {
 	t.Helper()
-	testnet.RequireRoot(t)
-	dir, release, err := acquireNodeDir(nodeNS)
+	a, err := TryAdd(t, binDir, conf, nodeNS, podNS, containerID, ifname)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := filepath.Join(dir, "host-local")
-	list, err := parseConf(conf, dataDir)
+	return a
+}
+
+// TryAdd is [Add] returning ADD's error instead of failing the test, for
+// tests of ADDs that must fail; DEL still runs at cleanup. The error wraps
+// the *types.Error the failing plugin printed, if it printed one.
+func TryAdd(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, containerID, ifname string) (*Attachment, error) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	n, err := openNode(t, binDir, conf, nodeNS)
 	if err != nil {
-		release()
-		t.Fatalf("CNI configuration: %v", err)
+		t.Fatal(err)
 	}
-	cfg := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(binDir), filepath.Join(dir, "cache"), &nsExec{netns: nodeNS, logf: t.Logf})
 	rt := &libcni.RuntimeConf{
 		ContainerID: containerID,
 		NetNS:       podNS.Path(),
 		IfName:      ifname,
 	}
-	a := &Attachment{cfg: cfg, list: list, rt: rt, dataDir: dataDir, release: release}
+	a := &Attachment{cfg: n.cfg, list: n.list, rt: rt, dataDir: n.dataDir, cacheDir: n.cacheDir, release: n.release}
 	ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
 	defer cancel()
-	res, err := cfg.AddNetworkList(ctx, list, rt)
+	res, err := n.cfg.AddNetworkList(ctx, n.list, rt)
 	// DEL even after a failed ADD: the spec requires plugins to clean up
 	// partial state on DEL.
 	t.Cleanup(func() {
 		if err := a.Del(); err != nil {
 			t.Errorf("%v", err)
 		}
+		a.release()
 	})
 	if err != nil {
-		t.Fatalf("CNI ADD %s (container %s, %s): %v", list.Name, containerID, ifname, err)
+		return a, fmt.Errorf("CNI ADD %s (container %s, %s): %w", n.list.Name, containerID, ifname, err)
 	}
+	a.Raw = res
 	a.Result, err = current.NewResultFromResult(res)
 	if err != nil {
-		t.Fatalf("converting CNI result: %v", err)
+		return a, fmt.Errorf("converting CNI result: %w", err)
 	}
-	return a
+	return a, nil
+}
+
+// node is a libcni configuration run against a node namespace: its plugin
+// processes run inside it, with the host-local data directory and the
+// libcni cache [Add] uses for that namespace.
+type node struct {
+	cfg               *libcni.CNIConfig
+	list              *libcni.NetworkConfigList
+	dataDir, cacheDir string
+	release           func()
+}
+
+func openNode(t testing.TB, binDir string, conf []byte, nodeNS ns.NetNS) (*node, error) {
+	dir, release, err := acquireNodeDir(nodeNS)
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(dir, "host-local")
+	list, err := parseConf(conf, dataDir)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("CNI configuration: %w", err)
+	}
+	cacheDir := filepath.Join(dir, "cache")
+	cfg := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(binDir), cacheDir, &nsExec{netns: nodeNS, logf: t.Logf})
+	return &node{cfg: cfg, list: list, dataDir: dataDir, cacheDir: cacheDir, release: release}, nil
+}
+
+// GC runs CNI GC of the configuration conf (libcni's GCNetworkList) with
+// the plugin processes inside nodeNS, on the cache and host-local data
+// directory [Add] uses for nodeNS; valid lists the attachments the runtime
+// still knows. libcni first DELs every attachment of the network it has a
+// cached result of that valid does not list; then, for spec version 1.1.0
+// and later, it runs GC of every plugin with cni.dev/valid-attachments.
+func GC(t testing.TB, binDir string, conf []byte, nodeNS ns.NetNS, valid []types.GCAttachment) error {
+	t.Helper()
+	return onNode(t, binDir, conf, nodeNS, "GC", func(ctx context.Context, n *node) error {
+		return n.cfg.GCNetworkList(ctx, n.list, &libcni.GCArgs{ValidAttachments: valid})
+	})
+}
+
+// onNode runs op (CNI command command) on the configuration conf with the
+// plugin processes inside nodeNS.
+func onNode(t testing.TB, binDir string, conf []byte, nodeNS ns.NetNS, command string, op func(context.Context, *node) error) error {
+	t.Helper()
+	testnet.RequireRoot(t)
+	n, err := openNode(t, binDir, conf, nodeNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.release()
+	ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
+	defer cancel()
+	if err := op(ctx, n); err != nil {
+		return fmt.Errorf("CNI %s %s: %w", command, n.list.Name, err)
+	}
+	return nil
+}
+
+// Status runs CNI STATUS of the configuration conf (libcni's
+// GetStatusNetworkList, which does nothing before spec version 1.1.0) with
+// the plugin processes inside nodeNS. The error wraps the *types.Error of
+// the first plugin that is not ready.
+func Status(t testing.TB, binDir string, conf []byte, nodeNS ns.NetNS) error {
+	t.Helper()
+	return onNode(t, binDir, conf, nodeNS, "STATUS", func(ctx context.Context, n *node) error {
+		return n.cfg.GetStatusNetworkList(ctx, n.list)
+	})
+}
+
+// Invoke runs one plugin binary, found by name in binDir (a path list),
+// the way a runtime does without libcni: CNI_COMMAND command, stdin as its
+// network configuration (with a hand-written prevResult, say), for
+// interface ifname of container containerID in the netns at netnsPath
+// (empty where the command takes none). The process runs inside nodeNS,
+// as with [Add]. Invoke returns the plugin's stdout; when the plugin
+// fails, the error wraps the *types.Error it printed, if any.
+func Invoke(ctx context.Context, binDir, plugin string, nodeNS ns.NetNS, command string, stdin []byte, containerID, netnsPath, ifname string) ([]byte, error) {
+	paths := filepath.SplitList(binDir)
+	path, err := invoke.FindInPath(plugin, paths)
+	if err != nil {
+		return nil, err
+	}
+	args := &invoke.Args{Command: command, ContainerID: containerID, NetNS: netnsPath, IfName: ifname, Path: strings.Join(paths, string(filepath.ListSeparator))}
+	return (&nsExec{netns: nodeNS}).ExecPlugin(ctx, path, stdin, args.AsEnv())
 }
 
 // parseConf parses a conflist or a single plugin configuration, turning the
