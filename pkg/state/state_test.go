@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -216,4 +217,23 @@ func TestEmptyRecordReadsAsNone(t *testing.T) {
 	if _, err := s.Read("sb1", &v); err == nil {
 		t.Error("Read of a torn record = nil error")
 	}
+}
+
+// idChars says what the pattern ^[A-Za-z0-9][A-Za-z0-9_.\-]*$ says.
+func TestIDCharsMatchesThePattern(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
+	alphabet := []byte("aZ09_.-/ :\x00é+")
+	var walk func(prefix []byte, depth int)
+	walk = func(prefix []byte, depth int) {
+		if got, want := idChars(string(prefix)), re.Match(prefix); got != want {
+			t.Errorf("idChars(%q) = %v, the pattern says %v", prefix, got, want)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(append(prefix, c), depth-1)
+		}
+	}
+	walk(nil, 3)
 }
