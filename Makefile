@@ -15,8 +15,11 @@ FUZZTIME  ?= 100000x
 
 all: build
 
+# Static binaries (CGO_ENABLED=0): no dynamic loader at start-up, which
+# every hook and CNI call pays.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/netbridge ./cmd/netbridge
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/netbridge ./cmd/netbridge
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.versionString=$(VERSION)' -o $(BIN)/netbridge-cni ./cmd/netbridge-cni
 
 # Root is needed: the tests create their own network namespaces (never
 # touching the host's) and run real frames through real taps.
@@ -58,14 +61,17 @@ bench:
 	  "$$tmp/nbbench" -netbridge "$$tmp/netbridge" -nbfloor "$$tmp/nbfloor" -baseline test/bench/baseline.sh -go "$(GO)" $(BENCHFLAGS)
 
 HOOKSDIR  ?= $(PREFIX)/share/containers/oci/hooks.d
+CNIBINDIR ?= /opt/cni/bin
 
-# Installs the binary and two containers hooks.d entries (podman, CRI-O):
-# setup at prestart and teardown at poststop, for pod sandboxes only.
+# Installs the binary, two containers hooks.d entries (podman, CRI-O):
+# setup at prestart and teardown at poststop, for pod sandboxes only, and
+# the chained CNI plugin as CNIBINDIR/netbridge.
 install: build
 	install -D -m 0755 $(BIN)/netbridge $(DESTDIR)$(PREFIX)/bin/netbridge
 	install -d -m 0755 $(DESTDIR)$(HOOKSDIR)
 	$(BIN)/netbridge hooks-config --binary $(PREFIX)/bin/netbridge --stage prestart > $(DESTDIR)$(HOOKSDIR)/50-netbridge-prestart.json
 	$(BIN)/netbridge hooks-config --binary $(PREFIX)/bin/netbridge --stage poststop > $(DESTDIR)$(HOOKSDIR)/50-netbridge-poststop.json
+	install -D -m 0755 $(BIN)/netbridge-cni $(DESTDIR)$(CNIBINDIR)/netbridge
 
 clean:
 	rm -rf $(BIN)

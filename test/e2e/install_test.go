@@ -5,13 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/netbridge/netbridge/hooks"
 )
 
 // TestMakeInstall runs `make install` into a DESTDIR and checks the binary
-// and the two hooks.d entries it installs.
+// and the two hooks.d entries it installs, and the CNI plugin.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
@@ -23,6 +24,13 @@ func TestMakeInstall(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dest, "opt/nb/bin/netbridge")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("installed binary: %v %v", fi, err)
+	}
+	plugin := filepath.Join(dest, "opt/cni/bin/netbridge")
+	version := exec.Command(plugin)
+	version.Env = []string{"CNI_COMMAND=VERSION"}
+	version.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
+	if out, err := version.Output(); err != nil || !strings.Contains(string(out), `"1.1.0"`) || !strings.Contains(string(out), `"0.4.0"`) {
+		t.Errorf("installed CNI plugin, VERSION: %s, %v", out, err)
 	}
 	for stage, file := range map[string]string{"prestart": "50-netbridge-prestart.json", "poststop": "50-netbridge-poststop.json"} {
 		b, err := os.ReadFile(filepath.Join(dest, "opt/nb/share/containers/oci/hooks.d", file))
