@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink/nl"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -33,11 +34,11 @@ type linkSettings struct {
 }
 
 // setLink applies s to the link called name, in one round trip instead of
-// one per attribute. The request goes through a netlink socket opened on
-// the calling thread, so it refuses to run unless that thread is in the
-// sandbox netns n: run it from a txn method (or inside n.Do).
-func setLink(n *netns.NS, name string, s linkSettings) error {
+// one per attribute, through sock: a netlink route socket opened in the
+// sandbox netns (a txn's).
+func setLink(sock map[int]*nl.SocketHandle, name string, s linkSettings) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	req.Sockets = sock
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if s.up {
 		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
@@ -52,7 +53,19 @@ func setLink(n *netns.NS, name string, s linkSettings) error {
 	if s.mtu > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.mtu))))
 	}
-	return execInNetns(n, req)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// routeSocket opens a netlink route socket in the netns of the calling
+// thread, for raw requests (setLink) that the netlink handle has no call
+// for.
+func routeSocket() (map[int]*nl.SocketHandle, error) {
+	sock, err := nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening a netlink socket: %w", err)
+	}
+	return map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}, nil
 }
 
 // deleteGroup deletes every link of group in n with one RTM_DELLINK.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/macaddr"
@@ -142,7 +143,12 @@ func (c *call) run(ctx context.Context, cfg Config, rec *record, log *slog.Logge
 			return fmt.Errorf("opening netlink: %w", err)
 		}
 		defer h.Close()
-		return fn(&txn{h: h, n: c.n, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
+		sock, err := routeSocket()
+		if err != nil {
+			return err
+		}
+		defer sock[unix.NETLINK_ROUTE].Socket.Close()
+		return fn(&txn{h: h, sock: sock, n: c.n, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
 	})
 }
 
@@ -171,6 +177,7 @@ func resolveVhost(v string) (bool, error) {
 // Its methods run on a thread inside that netns.
 type txn struct {
 	h       *netlink.Handle
+	sock    map[int]*nl.SocketHandle // a raw route socket in the netns
 	n       *netns.NS
 	st      *state.Store
 	rec     *record
@@ -396,7 +403,7 @@ func (tx *txn) tag(name string) error {
 // one request; on failure it deletes the link again.
 func (tx *txn) setOwned(name string, s linkSettings) error {
 	s.alias, s.group = ownerTag(tx.id), ownerGroup(tx.id)
-	err := setLink(tx.n, name, s)
+	err := setLink(tx.sock, name, s)
 	if err != nil {
 		if link, lerr := tx.h.LinkByName(name); lerr == nil {
 			_ = tx.h.LinkDel(link)

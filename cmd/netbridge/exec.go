@@ -78,6 +78,9 @@ func runExec(ctx context.Context, e *env, args []string) error {
 	if err := placeFDs(files, 3); err != nil {
 		return err
 	}
+	if e.flush != nil {
+		e.flush()
+	}
 	err = unix.Exec(path, argv, os.Environ())
 	return fmt.Errorf("executing %s: %w", path, err)
 }

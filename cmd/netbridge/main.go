@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -57,6 +58,8 @@ func init() {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// flush, when set, writes out what stdout buffers (before an exec).
+	flush func() error
 }
 
 // usageError marks an error in the command line.
@@ -74,7 +77,11 @@ func (l loggedError) Unwrap() error { return l.err }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
+	// Standard output is buffered: a setup's report took 35 write calls.
+	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	code := run(context.Background(), os.Args[1:], &env{stdin: os.Stdin, stdout: out, stderr: os.Stderr, flush: out.Flush})
+	out.Flush()
+	os.Exit(code)
 }
 
 func run(ctx context.Context, args []string, e *env) int {
