@@ -79,20 +79,30 @@ func LinkByName(t testing.TB, n ns.NetNS, name string) netlink.Link {
 	return l
 }
 
-// handleAndLink returns a netlink handle in n, which the caller closes, and
-// the link called name.
+// handleAndLink is [HandleAndLink] failing the test on error.
 func handleAndLink(t testing.TB, n ns.NetNS, name string) (*netlink.Handle, netlink.Link) {
 	t.Helper()
-	h, err := NewHandle(n)
+	h, l, err := HandleAndLink(n, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return h, l
+}
+
+// HandleAndLink returns a netlink handle in n (see [NewHandle]), which the
+// caller closes, and the link called name, found through it. On error it
+// closes the handle itself.
+func HandleAndLink(n ns.NetNS, name string) (*netlink.Handle, netlink.Link, error) {
+	h, err := NewHandle(n)
+	if err != nil {
+		return nil, nil, err
 	}
 	l, err := h.LinkByName(name)
 	if err != nil {
 		h.Close()
-		t.Fatalf("looking up link %s in netns %s: %v", name, Name(n), err)
+		return nil, nil, fmt.Errorf("looking up link %s in netns %s: %w", name, Name(n), err)
 	}
-	return h, l
+	return h, l, nil
 }
 
 // LinkUp brings the link called name in n up.

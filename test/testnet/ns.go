@@ -71,12 +71,12 @@ func NewNS(t testing.TB, opts ...NSOption) ns.NetNS {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n, err := createNS()
+	n, err := CreateNS(namePrefix)
 	if err != nil {
 		t.Fatalf("creating network namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := destroyNS(n); err != nil {
+		if err := DestroyNS(n); err != nil {
 			t.Errorf("removing network namespace: %v", err)
 		}
 	})
@@ -92,24 +92,47 @@ func Name(n ns.NetNS) string {
 	return filepath.Base(n.Path())
 }
 
-func randomName() (string, error) {
+func randomName(prefix string) (string, error) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("reading random bytes: %w", err)
 	}
-	return namePrefix + hex.EncodeToString(b), nil
+	return prefix + hex.EncodeToString(b), nil
 }
 
-// createNS unshares a new network namespace on a dedicated, locked OS thread,
-// bind-mounts it into RunDir and switches the thread back. The thread is
-// unlocked only when switching back succeeded; otherwise it stays locked and
-// the Go runtime terminates it when the goroutine returns, so no other
-// goroutine can ever run in the wrong namespace.
-func createNS() (ns.NetNS, error) {
+// CreateNS creates a fresh network namespace, bind-mounted at
+// RunDir/<prefix><12 random hex digits> so that `ip netns` knows it by that
+// name, brings its loopback link up and returns it, open. [DestroyNS]
+// removes it. Nothing is left behind when CreateNS fails.
+//
+// It is the part of [NewNS] that needs no testing.TB, for the programs
+// under test/ (benchmark drivers) that make their own namespaces; tests use
+// NewNS. Unlike `ip netns add`, it does not turn RunDir into a shared bind
+// mount of itself, so it leaves no mount behind; RunDir is created if
+// missing and left in place.
+//
+// The namespace is made by unshare(2) on a dedicated, locked OS thread,
+// bind-mounted and the thread switched back. The thread is unlocked only
+// when switching back succeeded; otherwise it stays locked and the Go
+// runtime terminates it when the goroutine returns, so no other goroutine
+// can ever run in the wrong namespace.
+func CreateNS(prefix string) (ns.NetNS, error) {
+	n, err := createNS(prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := linkUp(n, "lo"); err != nil {
+		return nil, errors.Join(err, DestroyNS(n))
+	}
+	return n, nil
+}
+
+// createNS is CreateNS without bringing lo up.
+func createNS(prefix string) (ns.NetNS, error) {
 	if err := os.MkdirAll(RunDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", RunDir, err)
 	}
-	name, err := randomName()
+	name, err := randomName(prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +193,11 @@ func createNS() (ns.NetNS, error) {
 	return nil, o.err
 }
 
-func destroyNS(n ns.NetNS) error {
+// DestroyNS closes n, a namespace made by [CreateNS], unmounts it and
+// removes its mount point, and returns every error on the way. The kernel
+// frees the namespace, and the links in it, once no process or open file
+// keeps it alive.
+func DestroyNS(n ns.NetNS) error {
 	path := n.Path()
 	var errs []error
 	if err := n.Close(); err != nil {
@@ -185,19 +212,22 @@ func destroyNS(n ns.NetNS) error {
 	return errors.Join(errs...)
 }
 
-func initNS(n ns.NetNS, cfg nsConfig) error {
-	h, err := NewHandle(n)
+// linkUp brings the link name of n up.
+func linkUp(n ns.NetNS, name string) error {
+	h, l, err := HandleAndLink(n, name)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("looking up lo: %w", err)
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bringing %s up in netns %s: %w", name, Name(n), err)
 	}
-	if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing lo up: %w", err)
-	}
+	return nil
+}
+
+// initNS applies cfg to n, made by CreateNS (lo is up already): it turns
+// IPv6 duplicate address detection off unless cfg.dad.
+func initNS(n ns.NetNS, cfg nsConfig) error {
 	if cfg.dad {
 		return nil
 	}

@@ -50,6 +50,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/test/testnet"
 )
 
 // Result is what one path delivered.
@@ -197,12 +198,12 @@ func newWorld(ctx context.Context, name, model, stateDir string) (_ *world, err 
 		return nil, fmt.Errorf("creating the node netns: %w", err)
 	}
 	node := w.node
-	w.undo = append(w.undo, func() error { return destroyNS(node) })
+	w.undo = append(w.undo, func() error { return testnet.DestroyNS(node) })
 	if w.pod, err = newNS(); err != nil {
 		return nil, fmt.Errorf("creating the pod netns: %w", err)
 	}
 	pod := w.pod
-	w.undo = append(w.undo, func() error { return destroyNS(pod) })
+	w.undo = append(w.undo, func() error { return testnet.DestroyNS(pod) })
 
 	nodeLink, podLink, err := vethPair(w.node, w.pod, nodeIf, podIf, nodeAddr.String(), podAddr.String())
 	if err != nil {

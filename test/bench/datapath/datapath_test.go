@@ -147,14 +147,14 @@ func TestFrame(t *testing.T) {
 // Run's naming would give.
 func nbdpNamespaces(t *testing.T) map[string]bool {
 	t.Helper()
-	entries, err := os.ReadDir(runDir)
+	entries, err := os.ReadDir(testnet.RunDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), namePrefix) {
-			names[filepath.Join(runDir, e.Name())] = true
+			names[filepath.Join(testnet.RunDir, e.Name())] = true
 		}
 	}
 	return names

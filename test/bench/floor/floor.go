@@ -78,6 +78,25 @@ func Group(netnsPath string) uint32 {
 	return h.Sum32() | 1<<31
 }
 
+// RedirectTarget returns the ifindex that f, a u32 or matchall filter such
+// as the floor's and netbridge's, redirects to (a mirred egress redirect
+// among its actions), or 0 when it redirects nowhere.
+func RedirectTarget(f netlink.Filter) int {
+	var actions []netlink.Action
+	switch f := f.(type) {
+	case *netlink.U32:
+		actions = f.Actions
+	case *netlink.MatchAll:
+		actions = f.Actions
+	}
+	for _, a := range actions {
+		if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR {
+			return m.Ifindex
+		}
+	}
+	return 0
+}
+
 // Setup wires each named interface of the netns at netnsPath to a new tap
 // (see the package documentation). It stops at the first error and leaves
 // what it made so far; Teardown removes it.

@@ -144,14 +144,9 @@ func checkWiring(t *testing.T, pod ns.NetNS, ifname, tapName string) {
 		}
 		found := false
 		for _, f := range fs {
-			u, ok := f.(*netlink.U32)
-			if !ok || f.Attrs().Priority != floor.FilterPriority || f.Attrs().Protocol != unix.ETH_P_ALL {
-				continue
-			}
-			for _, a := range u.Actions {
-				if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR && m.Ifindex == dst.Attrs().Index {
-					found = true
-				}
+			if _, ok := f.(*netlink.U32); ok && f.Attrs().Priority == floor.FilterPriority && f.Attrs().Protocol == unix.ETH_P_ALL &&
+				floor.RedirectTarget(f) == dst.Attrs().Index {
+				found = true
 			}
 		}
 		if !found {

@@ -503,17 +503,9 @@ func measureHook(ctx context.Context, r *runner, s *sandbox, state string, round
 			return err
 		}
 		su := run(ctx, r.hookCmd("prestart"), strings.NewReader(state))
-		if su.Err == "" {
-			if err := s.wired(); err != nil {
-				su.Err = fmt.Sprintf("hook prestart exited 0 but: %v", err)
-			}
-		}
+		check(&su, "hook prestart", s.wired)
 		td := run(ctx, r.hookCmd("poststop"), strings.NewReader(state))
-		if td.Err == "" {
-			if err := s.clean(); err != nil {
-				td.Err = fmt.Sprintf("hook poststop exited 0 but: %v", err)
-			}
-		}
+		check(&td, "hook poststop", s.clean)
 		if su.Err != "" || td.Err != "" {
 			if err := r.resetSandbox(ctx, s); err != nil {
 				return fmt.Errorf("resetting sandbox %s after a failed hook: %w", s.ns.name, err)

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// netnsDir holds the bind mounts of named network namespaces, as for
-// `ip netns`.
-const netnsDir = "/run/netns"
+	"github.com/netbridge/netbridge/test/bench/floor"
+	"github.com/netbridge/netbridge/test/testnet"
+)
 
 // netnsPrefix starts the name of every namespace the driver creates.
 const netnsPrefix = "nbbench-"
@@ -29,89 +23,35 @@ type world struct {
 	nss []*namedNS
 }
 
-// namedNS is a network namespace bind-mounted at /run/netns/NAME, with a
-// netlink handle whose socket lives in it.
+// namedNS is a network namespace bind-mounted at /run/netns/NAME, open,
+// with a netlink handle whose socket lives in it.
 type namedNS struct {
 	name, path string
-	f          *os.File
+	netns      ns.NetNS
 	h          *netlink.Handle
 }
 
-// newNS creates a fresh named netns and records it for destroy. Unlike
-// `ip netns add`, it does not turn /run/netns into a shared mount of
-// itself, so it leaves no mount behind.
+// newNS creates a fresh named netns with lo up (see testnet.CreateNS: it
+// leaves no mount behind, unlike `ip netns add`) and records it for
+// destroy.
 func (w *world) newNS() (*namedNS, error) {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", netnsDir, err)
-	}
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("naming a netns: %w", err)
-	}
-	n := &namedNS{name: netnsPrefix + hex.EncodeToString(b)}
-	n.path = filepath.Join(netnsDir, n.name)
-	f, err := os.OpenFile(n.path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	nn, err := testnet.CreateNS(netnsPrefix)
 	if err != nil {
-		return nil, fmt.Errorf("creating the mount point of netns %s: %w", n.name, err)
+		return nil, fmt.Errorf("creating a netns: %w", err)
 	}
-	f.Close()
+	n := &namedNS{name: testnet.Name(nn), path: nn.Path(), netns: nn}
 	w.mu.Lock()
-	w.nss = append(w.nss, n) // from here on destroy removes the mount point
+	w.nss = append(w.nss, n) // from here on destroy removes it
 	w.mu.Unlock()
-	if err := bindNewNetns(n.path); err != nil {
-		return nil, fmt.Errorf("creating netns %s: %w", n.name, err)
-	}
-	if n.f, err = os.Open(n.path); err != nil {
-		return nil, fmt.Errorf("opening netns %s: %w", n.name, err)
-	}
-	if n.h, err = netlink.NewHandleAt(netns.NsHandle(int(n.f.Fd()))); err != nil {
-		return nil, fmt.Errorf("netlink in netns %s: %w", n.name, err)
-	}
-	lo, err := n.h.LinkByName("lo")
-	if err == nil {
-		err = n.h.LinkSetUp(lo)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("bringing lo up in netns %s: %w", n.name, err)
+	if n.h, err = testnet.NewHandle(nn); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
 
-// bindNewNetns unshares a new netns on a locked thread, bind-mounts it on
-// path and switches the thread back. The thread is unlocked only when that
-// worked; otherwise the runtime ends it with its goroutine.
-func bindNewNetns(path string) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("opening the current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-			return
-		}
-		err = unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("bind-mounting on %s: %w", path, err)
-		}
-		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
-			done <- errors.Join(err, fmt.Errorf("switching back to the original netns: %w", serr))
-			return // still locked: the runtime discards the thread
-		}
-		runtime.UnlockOSThread()
-		done <- err
-	}()
-	return <-done
-}
-
-// destroy unmounts and removes every namespace made, closing their handles
-// first. Links inside go with them, taps included.
+// destroy closes the netlink handle of every namespace made, then closes,
+// unmounts and removes the namespace. Links inside go with them, taps
+// included.
 func (w *world) destroy() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -120,14 +60,8 @@ func (w *world) destroy() error {
 		if n.h != nil {
 			n.h.Close()
 		}
-		if n.f != nil {
-			n.f.Close()
-		}
-		if err := unix.Unmount(n.path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", n.path, err))
-		}
-		if err := os.Remove(n.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", n.path, err))
+		if err := testnet.DestroyNS(n.netns); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	w.nss = nil
@@ -170,7 +104,7 @@ func (w *world) newSandbox(node *namedNS, id, vethPrefix string, nics int) (*san
 		nodeIf := fmt.Sprintf("%s%d", vethPrefix, i)
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = nodeIf
-		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: podIf, PeerNamespace: netlink.NsFd(int(pod.f.Fd())), PeerTxQLen: -1}
+		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: podIf, PeerNamespace: netlink.NsFd(int(pod.netns.Fd())), PeerTxQLen: -1}
 		if err := node.h.LinkAdd(veth); err != nil {
 			return nil, fmt.Errorf("creating veth %s (netns %s) <-> %s (netns %s): %w", nodeIf, node.name, podIf, pod.name, err)
 		}
@@ -203,7 +137,8 @@ func (w *world) newSandbox(node *namedNS, id, vethPrefix string, nics int) (*san
 }
 
 // wired checks, outside any timing, that every interface of s has its tap
-// (up) and a redirect filter each way at priority 20034.
+// (up) and a redirect filter each way at netbridge's priority
+// (floor.FilterPriority).
 func (s *sandbox) wired() error {
 	for i, ifname := range s.ifnames {
 		tapName := s.taps()[i]
@@ -224,7 +159,7 @@ func (s *sandbox) wired() error {
 				return fmt.Errorf("listing the ingress filters of %s: %w", dir[0].Attrs().Name, err)
 			}
 			if !hasRedirect(fs, dir[1].Attrs().Index) {
-				return fmt.Errorf("no redirect %s -> %s at prio 20034", dir[0].Attrs().Name, dir[1].Attrs().Name)
+				return fmt.Errorf("no redirect %s -> %s at prio %d", dir[0].Attrs().Name, dir[1].Attrs().Name, floor.FilterPriority)
 			}
 		}
 	}
@@ -233,20 +168,8 @@ func (s *sandbox) wired() error {
 
 func hasRedirect(fs []netlink.Filter, to int) bool {
 	for _, f := range fs {
-		if f.Attrs().Priority != 20034 {
-			continue
-		}
-		var actions []netlink.Action
-		switch f := f.(type) {
-		case *netlink.U32:
-			actions = f.Actions
-		case *netlink.MatchAll:
-			actions = f.Actions
-		}
-		for _, a := range actions {
-			if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR && m.Ifindex == to {
-				return true
-			}
+		if f.Attrs().Priority == floor.FilterPriority && floor.RedirectTarget(f) == to {
+			return true
 		}
 	}
 	return false

@@ -199,41 +199,72 @@ func measurePairs(ctx context.Context, r *runner, s *sandbox, names []string, ro
 			Both:     Series{Name: fmt.Sprintf("%s/%s/setup+teardown", label, n)},
 		}
 	}
+	err := rotate(ctx, rounds, len(names), func(i int) error {
+		name := names[i]
+		im := r.impl(name)
+		res := out[name]
+		su := run(ctx, im.setup(s), nil)
+		check(&su, name+" setup", s.wired)
+		td := run(ctx, im.teardown(s), nil)
+		check(&td, name+" teardown", s.clean)
+		if su.Err != "" || td.Err != "" {
+			if err := r.resetSandbox(ctx, s); err != nil {
+				return fmt.Errorf("resetting sandbox %s after a failed run: %w", s.ns.name, err)
+			}
+		}
+		both := Sample{WallNS: su.WallNS + td.WallNS, UserNS: su.UserNS + td.UserNS, SysNS: su.SysNS + td.SysNS, MaxRSSKiB: max(su.MaxRSSKiB, td.MaxRSSKiB)}
+		if su.Err != "" || td.Err != "" {
+			both.Err = strings.TrimSpace(su.Err + " " + td.Err)
+		}
+		res.Setup.Samples = append(res.Setup.Samples, su)
+		res.Teardown.Samples = append(res.Teardown.Samples, td)
+		res.Both.Samples = append(res.Both.Samples, both)
+		return nil
+	})
+	return out, err
+}
+
+// rotate calls fn(i) for each i in [0, n), rounds times, rotating which
+// goes first every round: round r starts with r mod n. It stops at fn's
+// first error, and with ctx's error once ctx is done (checked before every
+// call).
+func rotate(ctx context.Context, rounds, n int, fn func(i int) error) error {
 	for round := range rounds {
-		for k := range names {
+		for k := range n {
 			if err := ctx.Err(); err != nil {
-				return out, err
+				return err
 			}
-			name := names[(round+k)%len(names)]
-			im := r.impl(name)
-			res := out[name]
-			su := run(ctx, im.setup(s), nil)
-			if su.Err == "" {
-				if err := s.wired(); err != nil {
-					su.Err = fmt.Sprintf("%s setup exited 0 but: %v", name, err)
-				}
+			if err := fn((round + k) % n); err != nil {
+				return err
 			}
-			td := run(ctx, im.teardown(s), nil)
-			if td.Err == "" {
-				if err := s.clean(); err != nil {
-					td.Err = fmt.Sprintf("%s teardown exited 0 but: %v", name, err)
-				}
-			}
-			if su.Err != "" || td.Err != "" {
-				if err := r.resetSandbox(ctx, s); err != nil {
-					return out, fmt.Errorf("resetting sandbox %s after a failed run: %w", s.ns.name, err)
-				}
-			}
-			both := Sample{WallNS: su.WallNS + td.WallNS, UserNS: su.UserNS + td.UserNS, SysNS: su.SysNS + td.SysNS, MaxRSSKiB: max(su.MaxRSSKiB, td.MaxRSSKiB)}
-			if su.Err != "" || td.Err != "" {
-				both.Err = strings.TrimSpace(su.Err + " " + td.Err)
-			}
-			res.Setup.Samples = append(res.Setup.Samples, su)
-			res.Teardown.Samples = append(res.Teardown.Samples, td)
-			res.Both.Samples = append(res.Both.Samples, both)
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// check runs verify, outside any timing, when s (a run of what) succeeded,
+// and makes its failure s's error: "what exited 0 but: ...". A nil verify
+// checks nothing.
+func check(s *Sample, what string, verify func() error) {
+	if s.Err != "" || verify == nil {
+		return
+	}
+	if err := verify(); err != nil {
+		s.Err = fmt.Sprintf("%s exited 0 but: %v", what, err)
+	}
+}
+
+// wantExit makes s, a run of what that is expected to exit with status want
+// (not 0), a success when it did and a failure when it exited 0; want 0
+// leaves s alone.
+func wantExit(s *Sample, what string, want int) {
+	switch {
+	case want == 0:
+	case s.Err != "" && strings.Contains(s.Err, fmt.Sprintf("exit status %d", want)):
+		s.Err = ""
+	case s.Err == "":
+		s.Err = fmt.Sprintf("%s exited 0, want %d", what, want)
+	}
 }
 
 // resetSandbox removes whatever a failed run left in s: netbridge's record
@@ -302,52 +333,40 @@ func measureParallel(ctx context.Context, r *runner, sbs []*sandbox, names []str
 		wg.Wait()
 		return time.Since(start), samples
 	}
-	for round := range rounds {
-		for k := range names {
-			if err := ctx.Err(); err != nil {
-				return out, err
-			}
-			name := names[(round+k)%len(names)]
-			im := r.impl(name)
-			res := out[name]
-			suWall, su := phase(im.setup)
-			failed := map[int]bool{}
-			for i, s := range sbs {
-				if su[i].Err == "" {
-					if err := s.wired(); err != nil {
-						su[i].Err = fmt.Sprintf("%s setup exited 0 but: %v", name, err)
-					}
-				}
-			}
-			tdWall, td := phase(im.teardown)
-			for i, s := range sbs {
-				if td[i].Err == "" {
-					if err := s.clean(); err != nil {
-						td[i].Err = fmt.Sprintf("%s teardown exited 0 but: %v", name, err)
-					}
-				}
-				for _, x := range []Sample{su[i], td[i]} {
-					if x.Err != "" {
-						res.Errors++
-						failed[i] = true
-						if res.FirstErr == "" {
-							res.FirstErr = x.Err
-						}
-					}
-				}
-			}
-			for i := range failed {
-				if err := r.resetSandbox(ctx, sbs[i]); err != nil {
-					return out, fmt.Errorf("resetting sandbox %s after a failed run: %w", sbs[i].ns.name, err)
-				}
-			}
-			res.SetupNS = append(res.SetupNS, suWall.Nanoseconds())
-			res.TeardownNS = append(res.TeardownNS, tdWall.Nanoseconds())
-			res.Procs = append(res.Procs, su...)
-			res.Procs = append(res.Procs, td...)
+	err := rotate(ctx, rounds, len(names), func(k int) error {
+		name := names[k]
+		im := r.impl(name)
+		res := out[name]
+		suWall, su := phase(im.setup)
+		failed := map[int]bool{}
+		for i, s := range sbs {
+			check(&su[i], name+" setup", s.wired)
 		}
-	}
-	return out, nil
+		tdWall, td := phase(im.teardown)
+		for i, s := range sbs {
+			check(&td[i], name+" teardown", s.clean)
+			for _, x := range []Sample{su[i], td[i]} {
+				if x.Err != "" {
+					res.Errors++
+					failed[i] = true
+					if res.FirstErr == "" {
+						res.FirstErr = x.Err
+					}
+				}
+			}
+		}
+		for i := range failed {
+			if err := r.resetSandbox(ctx, sbs[i]); err != nil {
+				return fmt.Errorf("resetting sandbox %s after a failed run: %w", sbs[i].ns.name, err)
+			}
+		}
+		res.SetupNS = append(res.SetupNS, suWall.Nanoseconds())
+		res.TeardownNS = append(res.TeardownNS, tdWall.Nanoseconds())
+		res.Procs = append(res.Procs, su...)
+		res.Procs = append(res.Procs, td...)
+		return nil
+	})
+	return out, err
 }
 
 // measureCommands runs each command runs times, rotating their order, and
@@ -358,20 +377,11 @@ func measureCommands(ctx context.Context, names []string, cmds []func() *exec.Cm
 	for i := range cmds {
 		out[i] = &Series{Name: names[i]}
 	}
-	for round := range runs {
-		for k := range cmds {
-			if err := ctx.Err(); err != nil {
-				return out, err
-			}
-			i := (round + k) % len(cmds)
-			s := run(ctx, cmds[i](), nil)
-			if s.Err != "" && want[i] != 0 && strings.Contains(s.Err, fmt.Sprintf("exit status %d", want[i])) {
-				s.Err = ""
-			} else if s.Err == "" && want[i] != 0 {
-				s.Err = fmt.Sprintf("%s: exited 0, want %d", names[i], want[i])
-			}
-			out[i].Samples = append(out[i].Samples, s)
-		}
-	}
-	return out, nil
+	err := rotate(ctx, runs, len(cmds), func(i int) error {
+		s := run(ctx, cmds[i](), nil)
+		wantExit(&s, names[i], want[i])
+		out[i].Samples = append(out[i].Samples, s)
+		return nil
+	})
+	return out, err
 }

@@ -447,12 +447,7 @@ func render(out io.Writer, raw *Raw) error {
 				}
 				p("| %s | %s | %s | %d |", label, fmtKiB(int64(median(rss))), fmtKiB(maxRSS(r)), r.errors())
 			}
-			for _, label := range rssOrder {
-				if r := raw.RSS[label]; r != nil && r.firstErr() != "" {
-					p("")
-					p("First error (%s): `%s`", label, oneLine(r.firstErr()))
-				}
-			}
+			firstErrors(p, raw.RSS, rssOrder, "")
 		}
 		if len(raw.Hook) > 0 {
 			p("")
@@ -460,17 +455,12 @@ func render(out io.Writer, raw *Raw) error {
 			p("")
 			p("| process | wall | CPU (user+sys) | errors |")
 			p("|---|--:|--:|--:|")
-			for _, stage := range []string{"prestart", "poststop"} {
+			for _, stage := range hookStages {
 				if r := raw.Hook[stage]; r != nil {
 					p("| netbridge hook %s, 1 NIC | %s | %s | %d |", stage, spread(r), cpu(r), r.errors())
 				}
 			}
-			for _, stage := range []string{"prestart", "poststop"} {
-				if r := raw.Hook[stage]; r != nil && r.firstErr() != "" {
-					p("")
-					p("First error (hook %s): `%s`", stage, oneLine(r.firstErr()))
-				}
-			}
+			firstErrors(p, raw.Hook, hookStages, "hook ")
 		}
 		if len(raw.Startup) > 0 {
 			p("")
@@ -495,6 +485,20 @@ func render(out io.Writer, raw *Raw) error {
 		p("| %s | %s | %s | %s |", t.Name, t.Want, t.Measured, t.Result)
 	}
 	return w.Flush()
+}
+
+// hookStages are the keys of Raw.Hook, in the order section 5 shows them.
+var hookStages = []string{"prestart", "poststop"}
+
+// firstErrors writes the first error of each series of m that has one, in
+// the order of keys, as "First error (<prefix><key>): ...".
+func firstErrors(p func(string, ...any), m map[string]*Series, keys []string, prefix string) {
+	for _, k := range keys {
+		if r := m[k]; r != nil && r.firstErr() != "" {
+			p("")
+			p("First error (%s%s): `%s`", prefix, k, oneLine(r.firstErr()))
+		}
+	}
 }
 
 func reportErrors(p func(string, ...any), m map[string]*pairResult) {

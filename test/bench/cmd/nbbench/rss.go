@@ -82,45 +82,27 @@ func measureRSS(ctx context.Context, items []rssItem, rounds int, work string) (
 		s.MaxRSSKiB = kib
 		return s
 	}
-	for round := range rounds {
-		for k := range items {
-			if err := ctx.Err(); err != nil {
-				return out, method, err
-			}
-			it := items[(round+k)%len(items)]
-			s := measure(it.cmd(), it.stdin)
-			if it.wantExit != 0 {
-				if s.Err != "" && strings.Contains(s.Err, fmt.Sprintf("exit status %d", it.wantExit)) {
-					s.Err = ""
-				} else if s.Err == "" {
-					s.Err = fmt.Sprintf("%s exited 0, want %d", it.label, it.wantExit)
-				}
-			}
-			if s.Err == "" && it.after != nil {
-				if err := it.after(); err != nil {
-					s.Err = fmt.Sprintf("%s exited 0 but: %v", it.label, err)
-				}
-			}
-			add(out, it.label, s)
-			failed := s.Err != ""
-			if it.undo != nil {
-				u := measure(it.undo(), it.undoIn)
-				if u.Err == "" && it.undoDone != nil {
-					if err := it.undoDone(); err != nil {
-						u.Err = fmt.Sprintf("%s exited 0 but: %v", it.undoName, err)
-					}
-				}
-				add(out, it.undoName, u)
-				failed = failed || u.Err != ""
-			}
-			if failed && it.reset != nil {
-				if err := it.reset(); err != nil {
-					return out, method, fmt.Errorf("putting things back after %s failed: %w", it.label, err)
-				}
+	err := rotate(ctx, rounds, len(items), func(i int) error {
+		it := items[i]
+		s := measure(it.cmd(), it.stdin)
+		wantExit(&s, it.label, it.wantExit)
+		check(&s, it.label, it.after)
+		add(out, it.label, s)
+		failed := s.Err != ""
+		if it.undo != nil {
+			u := measure(it.undo(), it.undoIn)
+			check(&u, it.undoName, it.undoDone)
+			add(out, it.undoName, u)
+			failed = failed || u.Err != ""
+		}
+		if failed && it.reset != nil {
+			if err := it.reset(); err != nil {
+				return fmt.Errorf("putting things back after %s failed: %w", it.label, err)
 			}
 		}
-	}
-	return out, method, nil
+		return nil
+	})
+	return out, method, err
 }
 
 func add(m map[string]*Series, label string, s Sample) {
