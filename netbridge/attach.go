@@ -207,19 +207,14 @@ func (tx *txn) attachNew(names []string) error {
 	for _, i := range ifs {
 		tx.macs[i.MAC.String()] = true
 	}
-	for _, ifc := range ifs {
-		if !ifc.Attach {
-			continue
-		}
-		// Recorded first, so that an interrupted attach is known by its
-		// network too (Collect).
-		rec.Requests[ifc.Name] = tx.req
-		nic, err := tx.wire(ch, ifc)
-		if err != nil {
-			return fail(err)
-		}
-		sb.NICs = append(sb.NICs, nic)
+	attach := slices.DeleteFunc(slices.Clone(ifs), func(i Interface) bool { return !i.Attach })
+	// Each request is recorded first, so that an interrupted attach is
+	// known by its network too (Collect).
+	nics, err := tx.wireAll(ch, attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
+	if err != nil {
+		return fail(err)
 	}
+	sb.NICs = append(sb.NICs, nics...)
 	slices.SortFunc(sb.NICs, func(a, b NIC) int { return cmp.Compare(a.Name, b.Name) })
 	sb.Model = ""
 	for _, r := range rec.Requests {

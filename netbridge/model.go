@@ -43,6 +43,13 @@ const (
 )
 
 // model connects one attached interface to the guest.
+// planner is a model whose objects can all be journaled before any of
+// them is made, so that several interfaces share one write of the record.
+type planner interface {
+	// plan returns the steps that wire nic, in order.
+	plan(tx *txn, nic *NIC) ([]planned, error)
+}
+
 type model interface {
 	// name returns the model's name, as recorded in the state.
 	name() string
@@ -272,7 +279,11 @@ type none struct{}
 func (none) name() string                  { return ModelNone }
 func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, ifc) }
 func (none) wire(tx *txn, nic *NIC) error  { return tx.createTap(nic) }
-func (none) check(c *checker, nic *NIC)    { c.tap(nic) }
+func (none) plan(tx *txn, nic *NIC) ([]planned, error) {
+	s, err := tx.tapStep(nic)
+	return []planned{s}, err
+}
+func (none) check(c *checker, nic *NIC) { c.tap(nic) }
 
 // passthrough hands an existing tap to the guest as it is.
 type passthrough struct{}

@@ -190,6 +190,7 @@ type txn struct {
 	req     request         // what this call wires
 	iface   string          // the interface being wired, which owns the steps
 	ifs     []Interface     // the links found at the start
+	qdiscs  []netlink.Qdisc // every qdisc, once ingressOf needed them
 	macs    map[string]bool // every MAC in the netns, and those derived so far
 }
 
@@ -215,17 +216,26 @@ type planned struct {
 // object, and undo handles both), then each object is created in order.
 // On a failure the entries of the steps not done are dropped again.
 func (tx *txn) createAll(steps ...planned) error {
+	_, err := tx.createSteps(steps)
+	return err
+}
+
+// createSteps is createAll, which also returns the index of the step that
+// failed. A step without an interface gets the one being wired.
+func (tx *txn) createSteps(steps []planned) (int, error) {
 	if err := tx.ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", steps[0].s, err)
+		return 0, fmt.Errorf("%s: %w", steps[0].s, err)
 	}
 	first := len(tx.rec.Journal)
 	for _, p := range steps {
-		p.s.Iface = tx.iface
+		if p.s.Iface == "" {
+			p.s.Iface = tx.iface
+		}
 		tx.rec.Journal = append(tx.rec.Journal, p.s)
 	}
 	if err := tx.save(); err != nil {
 		tx.rec.Journal = tx.rec.Journal[:first]
-		return err
+		return 0, err
 	}
 	for i, p := range steps {
 		k := first + i
@@ -238,13 +248,13 @@ func (tx *txn) createAll(steps ...planned) error {
 		}
 		if err != nil {
 			tx.rec.Journal = tx.rec.Journal[:k]
-			return fmt.Errorf("%s: %w", p.s, err)
+			return i, fmt.Errorf("%s: %w", p.s, err)
 		}
 		afterStep(k + 1)
 		tx.rec.Journal[k].Done = true
 		tx.log.Debug("done", "step", p.s.String(), "elapsed", time.Since(tx.start))
 	}
-	return nil
+	return 0, nil
 }
 
 // Transient kernel answers (CNI may still be configuring the interface, or
@@ -310,14 +320,11 @@ func (tx *txn) setup() (*Sandbox, error) {
 	for _, i := range ifs {
 		tx.macs[i.MAC.String()] = true
 	}
-	for _, ifc := range attach {
-		nic, err := tx.wire(ch, ifc)
-		if err != nil {
-			closeNICs(sb.NICs)
-			return nil, err
-		}
-		sb.NICs = append(sb.NICs, nic)
+	nics, err := tx.wireAll(ch, attach, nil)
+	if err != nil {
+		return nil, err
 	}
+	sb.NICs = nics
 	tx.rec.Phase = phaseReady
 	if err := tx.save(); err != nil {
 		closeNICs(sb.NICs)
@@ -328,30 +335,80 @@ func (tx *txn) setup() (*Sandbox, error) {
 	return &out, nil
 }
 
-// wire connects interface ifc to the guest with the model ch chooses for
-// it, and returns its NIC. Every object it creates is journaled under the
-// interface's name.
-func (tx *txn) wire(ch *chooser, ifc Interface) (NIC, error) {
-	m, why, err := ch.choose(&ifc)
-	if err != nil {
-		return NIC{}, fmt.Errorf("interface %q: %w", ifc.Name, err)
+// wireAll connects the interfaces ifcs to the guest, each with the model
+// ch chooses for it, and returns their NICs in the same order; before
+// each, when set, is called with the interface. The objects of every
+// interface whose model can plan them (tcfilter, none) are journaled in one
+// write and then made; the other interfaces are wired one by one after
+// them. Every object is journaled under its interface's name. On failure
+// the NICs' files are closed and what was made stays journaled for the
+// caller's rollback.
+func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([]NIC, error) {
+	nics := make([]*NIC, len(ifcs))
+	models := make([]model, len(ifcs))
+	fail := func(err error) ([]NIC, error) {
+		for _, n := range nics {
+			if n != nil {
+				closeNICs([]NIC{*n})
+			}
+		}
+		return nil, err
 	}
-	nic := NIC{
-		Name: ifc.Name, Network: tx.req.Network, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
-		GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.req.Queues, Vhost: tx.req.Vhost,
-		Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
+	var batch []planned
+	for i, ifc := range ifcs {
+		if before != nil {
+			before(ifc)
+		}
+		m, why, err := ch.choose(&ifcs[i])
+		if err != nil {
+			return fail(fmt.Errorf("interface %q: %w", ifc.Name, err))
+		}
+		nic := &NIC{
+			Name: ifc.Name, Network: tx.req.Network, Kind: ifc.Kind, Index: ifc.Index, Model: m.name(), Why: why,
+			GuestMAC: ifc.MAC, MTU: ifc.MTU, Queues: tx.req.Queues, Vhost: tx.req.Vhost,
+			Addresses: ifc.Addresses, Routes: ifc.Routes, Neighbors: ifc.Neighbors,
+		}
+		if m.name() == ModelBridge || m.name() == ModelMacvtap {
+			nic.HostMAC = tx.deriveMAC(ifc.Name, "host")
+		}
+		nics[i], models[i] = nic, m
+		if p, ok := m.(planner); ok {
+			tx.iface = ifc.Name
+			steps, err := p.plan(tx, nic)
+			tx.iface = ""
+			if err != nil {
+				return fail(fmt.Errorf("interface %q: %w", ifc.Name, err))
+			}
+			batch = append(batch, steps...)
+		}
 	}
-	if m.name() == ModelBridge || m.name() == ModelMacvtap {
-		nic.HostMAC = tx.deriveMAC(ifc.Name, "host")
+	if len(batch) > 0 {
+		if k, err := tx.createSteps(batch); err != nil {
+			iface := batch[k].s.Iface
+			i := slices.IndexFunc(ifcs, func(ifc Interface) bool { return ifc.Name == iface })
+			return fail(fmt.Errorf("interface %q: %w", iface, explainMissing(err, models[i].name())))
+		}
 	}
-	tx.iface = ifc.Name
-	defer func() { tx.iface = "" }()
-	if err := m.wire(tx, &nic); err != nil {
-		closeNICs([]NIC{nic})
-		return NIC{}, fmt.Errorf("interface %q: %w", ifc.Name, explainMissing(err, m.name()))
+	for i, m := range models {
+		nic := nics[i]
+		var err error
+		if _, ok := m.(planner); ok {
+			err = tx.tapCreated(nic)
+		} else {
+			tx.iface = nic.Name
+			err = m.wire(tx, nic)
+			tx.iface = ""
+		}
+		if err != nil {
+			return fail(fmt.Errorf("interface %q: %w", nic.Name, explainMissing(err, m.name())))
+		}
+		tx.log.Info("wired", "interface", nic.Name, "kind", nic.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
 	}
-	tx.log.Info("wired", "interface", ifc.Name, "kind", ifc.Kind, "tap", nic.Tap, "model", nic.Model, "mtu", nic.MTU, "queues", nic.Queues, "elapsed", time.Since(tx.start))
-	return nic, nil
+	out := make([]NIC, len(nics))
+	for i, n := range nics {
+		out[i] = *n
+	}
+	return out, nil
 }
 
 // deriveMAC derives the MAC of interface ifname's object named purpose,
@@ -435,7 +492,7 @@ func (tx *txn) tapStep(nic *NIC) (planned, error) {
 		return planned{}, err
 	}
 	nic.TapMAC = tx.deriveMAC(nic.Name, "tap")
-	return planned{step{Op: opTap, Link: nic.Tap}, func() error {
+	return planned{step{Op: opTap, Link: nic.Tap, Iface: tx.iface}, func() error {
 		fs, err := tap.Create(tap.Config{Name: nic.Tap, Queues: nic.Queues, VnetHdr: true, Owner: tx.cfg.TapOwner, Group: tx.cfg.TapGroup, Persist: true})
 		if err != nil {
 			return err

@@ -37,29 +37,35 @@ type tcfilter struct{}
 func (tcfilter) name() string                  { return ModelTCFilter }
 func (tcfilter) supports(ifc *Interface) error { return supportsKind(ModelTCFilter, ifc) }
 
-// wire journals the tap, the qdiscs and the filters in one write, then
-// makes them.
-func (tcfilter) wire(tx *txn, nic *NIC) error {
-	tapStep, err := tx.tapStep(nic)
+func (m tcfilter) wire(tx *txn, nic *NIC) error {
+	steps, err := m.plan(tx, nic)
+	if err == nil {
+		err = tx.createAll(steps...)
+	}
 	if err != nil {
 		return err
 	}
+	return tx.tapCreated(nic)
+}
+
+// plan returns the steps making the tap, the qdiscs and the filters; they
+// refer to nic, which must stay in place until they ran.
+func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
+	tapStep, err := tx.tapStep(nic)
+	if err != nil {
+		return nil, err
+	}
 	steps := []planned{tapStep}
-	veth := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: nic.Name, Index: nic.Index}}
-	switch q, err := findIngress(tx.h, veth); {
+	switch q, err := tx.ingressOf(nic.Name, nic.Index); {
 	case err != nil:
-		return err
+		return nil, err
 	case q == nil: // else reused, and left in place at teardown
 		steps = append(steps, tx.ingressStep(nic.Name, &nic.Index))
 	}
-	steps = append(steps,
+	return append(steps,
 		tx.redirectStep(nic.Name, &nic.Index, &nic.TapIndex),
 		tx.ingressStep(nic.Tap, &nic.TapIndex), // a new tap has none
-		tx.redirectStep(nic.Tap, &nic.TapIndex, &nic.Index))
-	if err := tx.createAll(steps...); err != nil {
-		return err
-	}
-	return tx.tapCreated(nic)
+		tx.redirectStep(nic.Tap, &nic.TapIndex, &nic.Index)), nil
 }
 
 func (tcfilter) check(c *checker, nic *NIC) {
@@ -71,7 +77,7 @@ func (tcfilter) check(c *checker, nic *NIC) {
 // ingressStep is the step adding an ingress qdisc to link name, whose
 // index *index holds by the time the step runs.
 func (tx *txn) ingressStep(name string, index *int) planned {
-	return planned{step{Op: opQdisc, Link: name}, func() error {
+	return planned{step{Op: opQdisc, Link: name, Iface: tx.iface}, func() error {
 		return tx.h.QdiscAdd(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: *index,
 			Parent:    netlink.HANDLE_INGRESS,
@@ -80,18 +86,42 @@ func (tx *txn) ingressStep(name string, index *int) planned {
 	}}
 }
 
+// findIngress returns the ingress qdisc of link, nil when it has none.
 func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
 	qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
 	if err != nil {
 		return nil, fmt.Errorf("listing qdiscs of %q: %w", link.Attrs().Name, err)
 	}
-	for _, q := range qs {
-		if q.Attrs().Parent == netlink.HANDLE_INGRESS {
-			if _, ok := q.(*netlink.Ingress); ok {
-				return q, nil
-			}
-			return nil, fmt.Errorf("%q has a %s qdisc at the ingress hook; the tcfilter model needs a plain ingress qdisc there", link.Attrs().Name, q.Type())
+	return ingressIn(qs, link.Attrs().Name, link.Attrs().Index)
+}
+
+// ingressOf is findIngress for the CNI interface name of index index, from
+// one dump of every qdisc of the netns per setup rather than one per
+// interface. It serves the CNI interfaces only: the qdiscs netbridge adds
+// later in the setup go on other links.
+func (tx *txn) ingressOf(name string, index int) (netlink.Qdisc, error) {
+	if tx.qdiscs == nil {
+		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return tx.h.QdiscList(nil) })
+		if err != nil {
+			return nil, fmt.Errorf("listing qdiscs: %w", err)
 		}
+		tx.qdiscs = qs
+	}
+	return ingressIn(tx.qdiscs, name, index)
+}
+
+// ingressIn returns the ingress qdisc among qs of the link name of index
+// index, nil when it has none, and an error when another kind of qdisc
+// holds its ingress hook.
+func ingressIn(qs []netlink.Qdisc, name string, index int) (netlink.Qdisc, error) {
+	for _, q := range qs {
+		if q.Attrs().LinkIndex != index || q.Attrs().Parent != netlink.HANDLE_INGRESS {
+			continue
+		}
+		if _, ok := q.(*netlink.Ingress); ok {
+			return q, nil
+		}
+		return nil, fmt.Errorf("%q has a %s qdisc at the ingress hook; the tcfilter model needs a plain ingress qdisc there", name, q.Type())
 	}
 	return nil, nil
 }
@@ -103,7 +133,7 @@ func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
 // load attempt (a modprobe run by the kernel, milliseconds) per setup on
 // kernels without it. The choice is made once per sandbox.
 func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
-	s := step{Op: opFilter, Link: src, Parent: ingressParent, Prio: FilterPriority}
+	s := step{Op: opFilter, Link: src, Parent: ingressParent, Prio: FilterPriority, Iface: tx.iface}
 	return planned{s, func() error {
 		if tx.rec.Classifier != "" {
 			return tx.h.FilterAdd(redirectFilter(tx.rec.Classifier, *srcIndex, *dstIndex))

@@ -215,7 +215,7 @@ func (s *Store) Write(id string, v any) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v) // compact: a record is rewritten once per setup step
 	if err != nil {
 		return fmt.Errorf("encoding state of %q: %w", id, err)
 	}
