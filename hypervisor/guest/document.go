@@ -210,8 +210,16 @@ func (d Document) normalized() Document {
 		ifcs[key] = ifc
 	}
 	d.Interfaces = ifcs
-	if d.DNS.IsZero() {
-		d.DNS = netbridge.DNS{} // empty lists are no DNS, as when it is absent
+	// An empty list is no list, as when it is absent (the JSON form omits
+	// both), and empty lists alone are no DNS.
+	if len(d.DNS.Nameservers) == 0 {
+		d.DNS.Nameservers = nil
+	}
+	if len(d.DNS.Search) == 0 {
+		d.DNS.Search = nil
+	}
+	if len(d.DNS.Options) == 0 {
+		d.DNS.Options = nil
 	}
 	return d
 }
