@@ -313,11 +313,7 @@ func detachLocked(st *state.Store, rec *record, id, ifname string) error {
 // the same time is seen whole or not at all. It returns the attachments
 // it detached, as "ID/IFNAME".
 func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname string) bool) ([]string, error) {
-	st, err := state.Open(state.Dir(stateDir))
-	if err != nil {
-		return nil, err
-	}
-	ids, err := st.List()
+	st, ids, err := recordedIDs(stateDir)
 	if err != nil {
 		return nil, err
 	}

@@ -46,11 +46,7 @@ func Load(stateDir, id string) (*Sandbox, error) {
 
 // List returns every recorded sandbox, ordered by id.
 func List(stateDir string) ([]Status, error) {
-	st, err := state.Open(state.Dir(stateDir))
-	if err != nil {
-		return nil, err
-	}
-	ids, err := st.List()
+	st, ids, err := recordedIDs(stateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -65,4 +61,15 @@ func List(stateDir string) ([]Status, error) {
 		}
 	}
 	return out, nil
+}
+
+// recordedIDs opens the state directory and lists the ids it has a record
+// of.
+func recordedIDs(stateDir string) (*state.Store, []string, error) {
+	st, err := state.Open(state.Dir(stateDir))
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := st.List()
+	return st, ids, err
 }

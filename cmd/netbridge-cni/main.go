@@ -84,12 +84,29 @@ func start(args *skel.CmdArgs) (*call, error) {
 	return c, nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
-	c, err := start(args)
-	if err != nil {
-		return err
+// with makes fn a skel command: the call is started from args and ended
+// after fn.
+func with(fn func(c *call, args *skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) error {
+		c, err := start(args)
+		if err != nil {
+			return err
+		}
+		defer c.done()
+		return fn(c, args)
 	}
-	defer c.done()
+}
+
+// The plugin's commands, as skel calls them.
+var (
+	cmdAdd    = with(add)
+	cmdDel    = with(del)
+	cmdCheck  = with(check)
+	cmdGC     = with(gc)
+	cmdStatus = with(status)
+)
+
+func add(c *call, args *skel.CmdArgs) error {
 	conf, prev, ctx := c.conf, c.prev, c.ctx
 	if prev == nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
@@ -121,12 +138,7 @@ func tapInterface(nic netbridge.NIC, netnsPath string) *current.Interface {
 	return &current.Interface{Name: nic.Tap, Mac: nic.TapMAC.String(), Mtu: nic.MTU, Sandbox: netnsPath}
 }
 
-func cmdDel(args *skel.CmdArgs) error {
-	c, err := start(args)
-	if err != nil {
-		return err
-	}
-	defer c.done()
+func del(c *call, args *skel.CmdArgs) error {
 	conf, ctx := c.conf, c.ctx
 	// The record says where the wiring is: DEL needs neither the netns
 	// (gone with its objects is fine) nor a prevResult.
@@ -136,12 +148,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	return nil
 }
 
-func cmdCheck(args *skel.CmdArgs) error {
-	c, err := start(args)
-	if err != nil {
-		return err
-	}
-	defer c.done()
+func check(c *call, args *skel.CmdArgs) error {
 	conf, prev, ctx := c.conf, c.prev, c.ctx
 	if prev == nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
@@ -171,14 +178,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	return types.NewError(types.ErrInternal, fmt.Sprintf("interface %q of %q is not attached", args.IfName, args.ContainerID), "")
 }
 
-// cmdStatus reports whether the plugin can attach: the tun device can be
+// status reports whether the plugin can attach: the tun device can be
 // opened and the state directory written.
-func cmdStatus(args *skel.CmdArgs) error {
-	c, err := start(args)
-	if err != nil {
-		return err
-	}
-	defer c.done()
+func status(c *call, _ *skel.CmdArgs) error {
 	conf := c.conf
 	f, err := os.OpenFile(tap.CloneDevice, os.O_RDWR, 0)
 	if err != nil {
@@ -191,14 +193,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 	return nil
 }
 
-// cmdGC detaches the interfaces of this network that the runtime's list
+// gc detaches the interfaces of this network that the runtime's list
 // of valid attachments no longer has.
-func cmdGC(args *skel.CmdArgs) error {
-	c, err := start(args)
-	if err != nil {
-		return err
-	}
-	defer c.done()
+func gc(c *call, args *skel.CmdArgs) error {
 	conf, ctx := c.conf, c.ctx
 	valid := map[types.GCAttachment]bool{}
 	for _, a := range conf.ValidAttachments {
