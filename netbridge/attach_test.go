@@ -118,7 +118,7 @@ func TestAttachDetachOneByOne(t *testing.T) {
 	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("after detaching both:\n%s", d)
 	}
-	if f := stateFiles(t, p.stateDir); len(f) != 0 {
+	if f := testnet.DirNames(t, p.stateDir); len(f) != 0 {
 		t.Errorf("state left after the last detach: %v", f)
 	}
 	detach(t, p, id, "eth0")

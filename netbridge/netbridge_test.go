@@ -69,19 +69,6 @@ func teardown(t *testing.T, stateDir, id string) {
 	}
 }
 
-func stateFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestSetupTeardownRestoresSnapshot(t *testing.T) {
 	p := newPod(t, 0)
 	before := testnet.Snapshot(t, p.pod)
@@ -149,7 +136,7 @@ func TestSetupTeardownRestoresSnapshot(t *testing.T) {
 	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("second teardown changed the netns:\n%s", d)
 	}
-	if f := stateFiles(t, p.stateDir); len(f) != 0 {
+	if f := testnet.DirNames(t, p.stateDir); len(f) != 0 {
 		t.Errorf("state dir holds %v after teardown", f)
 	}
 	if err := netbridge.Check(context.Background(), p.stateDir, "sb-1"); !errors.Is(err, netbridge.ErrNotFound) {
@@ -263,7 +250,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
 				t.Errorf("bad input changed the netns:\n%s", d)
 			}
-			if f := stateFiles(t, p.stateDir); len(f) != 0 {
+			if f := testnet.DirNames(t, p.stateDir); len(f) != 0 {
 				t.Errorf("bad input left %v in the state dir", f)
 			}
 		})
@@ -396,7 +383,7 @@ func TestTeardownAfterNetnsIsGone(t *testing.T) {
 	if err := netbridge.Teardown(context.Background(), dir, "sb-gone"); err != nil {
 		t.Fatalf("Teardown with the netns gone: %v", err)
 	}
-	if f := stateFiles(t, dir); len(f) != 0 {
+	if f := testnet.DirNames(t, dir); len(f) != 0 {
 		t.Errorf("state left: %v", f)
 	}
 	if err := netbridge.Teardown(context.Background(), dir, "never-seen"); err != nil {

@@ -165,7 +165,7 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 				if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 					t.Errorf("refused setups changed the netns:\n%s", d)
 				}
-				if e := stateEntries(t, dir); len(e) != 0 {
+				if e := testnet.DirNames(t, dir); len(e) != 0 {
 					t.Errorf("refused setups left %v in the state dir", e)
 				}
 				return

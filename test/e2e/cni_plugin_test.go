@@ -331,13 +331,13 @@ func runChain(t *testing.T, bins string, c chainCase) {
 	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("pod netns after DEL:\n%s", d)
 	}
-	if e := stateEntries(t, p.stateDir); len(e) != 0 {
+	if e := testnet.DirNames(t, p.stateDir); len(e) != 0 {
 		t.Errorf("DEL left %v in the state directory", e)
 	}
 	if err := att.DelAgain(); err != nil {
 		t.Errorf("second DEL: %v", err)
 	}
-	if e := stateEntries(t, p.stateDir); len(e) != 0 {
+	if e := testnet.DirNames(t, p.stateDir); len(e) != 0 {
 		t.Errorf("the second DEL left %v in the state directory", e)
 	}
 	log, err := os.ReadFile(filepath.Join(p.logDir, "netbridge.log"))
@@ -469,7 +469,7 @@ func runUndo(t *testing.T, bins string, c chainCase) {
 		if d := testnet.Diff(nodeBefore, testnet.Snapshot(t, p.n.node)); d != "" {
 			t.Errorf("node netns after DEL %d:\n%s", i+1, d)
 		}
-		if e := stateEntries(t, p.stateDir); len(e) != 0 {
+		if e := testnet.DirNames(t, p.stateDir); len(e) != 0 {
 			t.Errorf("DEL %d left %v in the state directory", i+1, e)
 		}
 	}
@@ -649,7 +649,7 @@ func TestCNIPluginStatusAndGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("GC with nothing valid", map[string]bool{"c1/eth0": false, "c1/net1": false, "c2/eth0": false})
-	if e := stateEntries(t, stateDir); len(e) != 0 {
+	if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 		t.Errorf("GC left %v in the state directory", e)
 	}
 	if l, err := testnet.Handle(t, podA).LinkByName("nb-net1"); err == nil {
@@ -753,7 +753,7 @@ func TestCNIPluginPrevResultWithoutInterfaces(t *testing.T) {
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 				t.Errorf("pod netns after DEL:\n%s", d)
 			}
-			if e := stateEntries(t, stateDir); len(e) != 0 {
+			if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 				t.Errorf("DEL left %v in the state directory", e)
 			}
 		})
@@ -816,7 +816,7 @@ func TestCNIPluginWithoutPrevResult(t *testing.T) {
 	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 		t.Errorf("a refused ADD changed the pod netns:\n%s", d)
 	}
-	if e := stateEntries(t, stateDir); len(e) != 0 {
+	if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 		t.Errorf("a refused ADD left %v in the state directory", e)
 	}
 }
@@ -869,7 +869,7 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 		if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 			t.Errorf("pod netns after DEL without prevResult:\n%s", d)
 		}
-		if e := stateEntries(t, stateDir); len(e) != 0 {
+		if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 			t.Errorf("DEL left %v in the state directory", e)
 		}
 	})
@@ -911,7 +911,7 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 				t.Fatalf("DEL %d with the netns gone and without prevResult: %v", i+1, err)
 			}
 		}
-		if e := stateEntries(t, stateDir); len(e) != 0 {
+		if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 			t.Errorf("DEL left %v in the state directory", e)
 		}
 		if _, err := netbridge.Load(stateDir, "del2"); !errors.Is(err, netbridge.ErrNotFound) {
@@ -980,7 +980,7 @@ func TestCNIPluginConcurrentNetworks(t *testing.T) {
 		if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 			t.Fatalf("round %d: pod netns after concurrent DELs:\n%s", round, d)
 		}
-		if e := stateEntries(t, stateDir); len(e) != 0 {
+		if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 			t.Fatalf("round %d: concurrent DELs left %v", round, e)
 		}
 	}

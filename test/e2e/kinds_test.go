@@ -171,7 +171,7 @@ func TestOtherKindIsSkippedOrStrict(t *testing.T) {
 			if !errors.Is(err, netbridge.ErrInvalidConfig) || !strings.Contains(err.Error(), `"vx0"`) {
 				t.Errorf("%s/%s: Setup = %v, want ErrInvalidConfig naming vx0", v, c.name, err)
 			}
-			if e := stateEntries(t, dir); len(e) != 0 {
+			if e := testnet.DirNames(t, dir); len(e) != 0 {
 				t.Errorf("%s/%s: the failed setup left %v", v, c.name, e)
 			}
 		}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -178,19 +177,6 @@ func publicJSON(t *testing.T, sb *netbridge.Sandbox) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func stateEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestModelLifecycleTwice takes every model through two full cycles on a
@@ -378,7 +364,7 @@ func TestMacvtapTeardownLeavesNoStateBehind(t *testing.T) {
 				t.Fatalf("device node: %v", err)
 			}
 			mustTeardown(t, dir, cfg.ID)
-			if e := stateEntries(t, dir); len(e) != 0 {
+			if e := testnet.DirNames(t, dir); len(e) != 0 {
 				t.Errorf("state dir holds %v after teardown (want nothing: each sandbox leaves a directory behind otherwise)", e)
 			}
 		})

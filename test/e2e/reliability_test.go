@@ -115,7 +115,7 @@ func TestConcurrentProcesses100Sandboxes(t *testing.T) {
 			t.Error(e)
 		}
 	}
-	if ents := stateEntries(t, dir); len(ents) != 0 {
+	if ents := testnet.DirNames(t, dir); len(ents) != 0 {
 		t.Errorf("state dir not empty after teardown: %v", ents)
 	}
 	t.Logf("%d sandboxes, %d processes at a time: setup %v, check %v, teardown %v (wall)", sandboxes, width,
@@ -126,7 +126,7 @@ func TestConcurrentProcesses100Sandboxes(t *testing.T) {
 func records(t *testing.T, dir string) []string {
 	t.Helper()
 	var r []string
-	for _, e := range stateEntries(t, dir) {
+	for _, e := range testnet.DirNames(t, dir) {
 		if strings.HasSuffix(e, ".json") {
 			r = append(r, e)
 		}
@@ -185,7 +185,7 @@ func TestConcurrentSetupsOfOneID(t *testing.T) {
 	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 		t.Errorf("after teardown:\n%s", d)
 	}
-	if ents := stateEntries(t, dir); len(ents) != 0 {
+	if ents := testnet.DirNames(t, dir); len(ents) != 0 {
 		t.Errorf("state dir: %v", ents)
 	}
 }
@@ -335,7 +335,7 @@ func TestSoakSetupTeardown(t *testing.T) {
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 				t.Errorf("pod changed after %d cycles:\n%s", cycles, d)
 			}
-			if ents := stateEntries(t, dir); len(ents) != 0 {
+			if ents := testnet.DirNames(t, dir); len(ents) != 0 {
 				t.Errorf("state dir: %v", ents)
 			}
 		})
@@ -412,7 +412,7 @@ func TestForeignObjectsSurviveTeardown(t *testing.T) {
 			if d := testnet.Diff(u32Tables.ReplaceAllString(s1, "handle=*:"), u32Tables.ReplaceAllString(testnet.Snapshot(t, pod), "handle=*:")); d != "" {
 				t.Errorf("teardown touched foreign objects:\n%s", d)
 			}
-			if ents := stateEntries(t, dir); len(ents) != 0 {
+			if ents := testnet.DirNames(t, dir); len(ents) != 0 {
 				t.Errorf("state dir: %v", ents)
 			}
 		})
