@@ -38,6 +38,12 @@ type netConf struct {
 	StateDir string `json:"stateDir,omitempty"`
 	// LogFile, when set, receives one line per step (JSON lines).
 	LogFile string `json:"logFile,omitempty"`
+	// PodAnnotation selects the pods netbridge acts for: "KEY" (present
+	// and not "false") or "KEY=VALUE"; empty means every pod. Other pods
+	// pass through: ADD returns prevResult unchanged. The pod annotations
+	// come in RuntimeConfig when the entry declares the capability.
+	PodAnnotation string        `json:"podAnnotation,omitempty"`
+	RuntimeConfig runtimeConfig `json:"runtimeConfig,omitempty"`
 }
 
 // vhostSetting is the vhost key: a string, or a boolean.

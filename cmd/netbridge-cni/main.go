@@ -93,8 +93,33 @@ func with(fn func(c *call, args *skel.CmdArgs) error) func(*skel.CmdArgs) error 
 			return err
 		}
 		defer c.done()
+		if sel, known := c.conf.selects(); !sel {
+			if !known {
+				c.warnNoAnnotations()
+			}
+			return passThrough(c, args, fn)
+		}
 		return fn(c, args)
 	}
+}
+
+// passThrough serves a pod the podAnnotation selector does not select:
+// ADD returns the previous result unchanged and CHECK does nothing; DEL
+// still detaches, which changes nothing unless the pod was selected when
+// it was added (its annotations changed since), so that DEL always
+// converges. GC and STATUS concern the whole network and run as usual.
+func passThrough(c *call, args *skel.CmdArgs, fn func(*call, *skel.CmdArgs) error) error {
+	switch os.Getenv("CNI_COMMAND") {
+	case "ADD":
+		c.log.Info("pod not selected; passing the result through", "podAnnotation", c.conf.PodAnnotation)
+		if c.prev == nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
+		}
+		return types.PrintResult(c.prev, c.conf.CNIVersion)
+	case "CHECK":
+		return nil
+	}
+	return fn(c, args)
 }
 
 // The plugin's commands, as skel calls them.

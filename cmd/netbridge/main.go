@@ -50,6 +50,8 @@ func init() {
 		{"hotplug", "--id ID --qmp SOCKET [--unplug]", "add the sandbox's NICs to a running QEMU over QMP (fds passed with getfd), or remove them", runHotplug},
 		{"hook", "prestart|createRuntime|poststop [--state-dir DIR] [--log-file FILE] [--timeout D] [setup flags]", "run as an OCI runtime hook (container state on stdin)", runHook},
 		{"hooks-config", "[--binary PATH] [--stage prestart|createRuntime|poststop] [--timeout S] [-- setup flags]", "print a containers hooks.d entry for the hook", runHooksConfig},
+		{"install", "[--cni-conf-dir DIR] [--cni-bin-dir DIR] [--network NAME] [--pod-annotation KEY[=VALUE]] [--hooks-dir DIR] [--state-dir DIR] [--watch]", "install netbridge on this node: the CNI plugin, appended to the runtime's network configuration, and hooks.d entries", runInstall},
+		{"uninstall", "[--cni-conf-dir DIR] [--cni-bin-dir DIR] [--hooks-dir DIR]", "remove exactly what install added", runUninstall},
 		{"version", "", "print the version", runVersion},
 	}
 }

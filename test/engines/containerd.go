@@ -419,3 +419,58 @@ func randomHex(n int) string {
 
 // Node returns a fresh namespace for a daemon, with testnet.NewNS.
 func Node(t testing.TB) ns.NetNS { return testnet.NewNS(t) }
+
+// Chain returns the plugin types of the network containerd's CRI uses for
+// eth0, as it loaded them (crictl info), comma-separated.
+func (c *Containerd) Chain() (string, error) {
+	out, err := c.Crictl("info")
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		CNIConfig struct {
+			Networks []struct {
+				IFName string
+				Config struct {
+					Plugins []struct {
+						Network struct {
+							Type string `json:"type"`
+						}
+					}
+				}
+			}
+		} `json:"cniconfig"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return "", fmt.Errorf("decoding crictl info: %w", err)
+	}
+	for _, n := range v.CNIConfig.Networks {
+		if n.IFName != "eth0" {
+			continue
+		}
+		var types []string
+		for _, p := range n.Config.Plugins {
+			types = append(types, p.Network.Type)
+		}
+		return strings.Join(types, ","), nil
+	}
+	return "", nil
+}
+
+// WaitChain waits until containerd has loaded a network configuration
+// whose plugin types are want (comma-separated): it reloads its conf dir
+// shortly after a change.
+func (c *Containerd) WaitChain(want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := c.Chain()
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("containerd's network chain is %q (%v), want %q", got, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

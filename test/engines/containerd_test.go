@@ -36,6 +36,8 @@ type cniNet struct {
 	IPAMDir  string
 	// Extra holds more keys of netbridge's entry.
 	Extra map[string]any
+	// NoNetbridge leaves netbridge out of the list (install adds it).
+	NoNetbridge bool
 }
 
 // newCNINet returns a network named and addressed for one test, with its
@@ -59,22 +61,21 @@ func (n *cniNet) conflist() string {
 	for k, v := range n.Extra {
 		nb[k] = v
 	}
-	list := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       n.Name,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": n.Bridge, "isGateway": true, "ipMasq": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-					"dataDir": n.IPAMDir,
-				},
+	plugins := []any{
+		map[string]any{
+			"type": "bridge", "bridge": n.Bridge, "isGateway": true, "ipMasq": false,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
+				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+				"dataDir": n.IPAMDir,
 			},
-			nb,
 		},
 	}
+	if !n.NoNetbridge {
+		plugins = append(plugins, nb)
+	}
+	list := map[string]any{"cniVersion": "1.0.0", "name": n.Name, "plugins": plugins}
 	b, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
 		panic(err)
@@ -146,6 +147,29 @@ func openPodNetns(t *testing.T, path string) ns.NetNS {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// notWired checks that the pod netns holds only what the interface plugin
+// made: no tap, no ingress qdisc on eth0.
+func notWired(t *testing.T, pod ns.NetNS) {
+	t.Helper()
+	if out := testnet.Exec(t, pod, "ip", "-o", "link", "show"); strings.Contains(out, "nb-") {
+		t.Errorf("the pod netns has a link of netbridge's:\n%s", out)
+	}
+	if out := testnet.Exec(t, pod, "tc", "qdisc", "show", "dev", "eth0", "ingress"); strings.Contains(out, "ingress") {
+		t.Errorf("eth0 has an ingress qdisc:\n%s", out)
+	}
+}
+
+// cachedResult returns the CNI result containerd (libcni) cached for the
+// pod's eth0 on network name.
+func cachedResult(t *testing.T, name, podID string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/var/lib/cni/results", name+"-"+podID+"-eth0"))
+	if err != nil {
+		t.Fatalf("reading the cached CNI result: %v", err)
+	}
+	return string(b)
 }
 
 // wiredTap checks that eth0 of the pod netns is wired to a tap by the
@@ -342,4 +366,96 @@ func shellWords(t *testing.T, s string) []string {
 		t.Fatalf("splitting %q: %v", s, err)
 	}
 	return strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+}
+
+// TestContainerdPodAnnotationSelector chains netbridge with a
+// podAnnotation selector and the pod-annotations capability: of two pods
+// through the same conflist, only the one with the annotation gets a tap;
+// the other's netns and CNI result are the interface plugin's alone.
+func TestContainerdPodAnnotationSelector(t *testing.T) {
+	dir := t.TempDir()
+	n := newCNINet(dir)
+	n.Extra = map[string]any{
+		"podAnnotation": "netbridge.io/vm",
+		"capabilities":  map[string]bool{"io.kubernetes.cri.pod-annotations": true},
+	}
+	_, c := criNode(t, n)
+	vmPod, err := c.RunPod(PodConfig{Name: "vm", Annotations: map[string]string{"netbridge.io/vm": "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainPod, err := c.RunPod(PodConfig{Name: "plain", Annotations: map[string]string{"other": "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiredTap(t, openPodNetns(t, vmPod.Netns))
+	notWired(t, openPodNetns(t, plainPod.Netns))
+	if res := cachedResult(t, n.Name, vmPod.ID); !strings.Contains(res, `"nb-eth0"`) {
+		t.Errorf("the selected pod's result has no tap:\n%s", res)
+	}
+	if res := cachedResult(t, n.Name, plainPod.ID); strings.Contains(res, "nb-eth0") {
+		t.Errorf("the other pod's result names a tap:\n%s", res)
+	}
+	if got := stateEntries(t, n.StateDir); containsPrefix(got, plainPod.ID) || !containsPrefix(got, vmPod.ID) {
+		t.Errorf("state dir %v: want a record of %s only", got, vmPod.ID)
+	}
+	for _, p := range []*Pod{vmPod, plainPod} {
+		if err := c.StopPod(p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := stateEntries(t, n.StateDir); len(got) != 0 {
+		t.Errorf("state dir after rmp: %v, want empty", got)
+	}
+}
+
+// TestContainerdInstallUninstall runs `netbridge install` against a running
+// node's conf and bin dirs: the next pod gets a tap; `netbridge uninstall`
+// restores the conflist byte for byte and the next pod gets none.
+func TestContainerdInstallUninstall(t *testing.T) {
+	dir := t.TempDir()
+	n := newCNINet(dir)
+	n.NoNetbridge = true
+	node := testnet.NewNS(t)
+	removeCNICache(t, n.Name)
+	confName := "10-" + n.Name + ".conflist"
+	c := StartContainerd(t, node, map[string]string{confName: n.conflist()})
+	c.WaitChain("bridge")
+	before, err := os.ReadFile(filepath.Join(c.ConfDir, confName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := Build(t, "./cmd/netbridge-cni", "netbridge-cni")
+	flags := []string{"--cni-conf-dir", c.ConfDir, "--cni-bin-dir", c.BinDir, "--cni-plugin", plugin}
+	if out, err := netbridgeCLI(t, append([]string{"install", "--state-dir", n.StateDir}, flags...)...); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("install:\n%s", out)
+	}
+	c.WaitChain("bridge,netbridge")
+	pod, err := c.RunPod(PodConfig{Name: "after-install"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiredTap(t, openPodNetns(t, pod.Netns))
+	if err := c.StopPod(pod.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := netbridgeCLI(t, append([]string{"uninstall"}, flags...)...); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("uninstall:\n%s", out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(c.ConfDir, confName)); string(after) != string(before) {
+		t.Errorf("conflist after uninstall:\n%s\nwant\n%s", after, before)
+	}
+	if _, err := os.Lstat(filepath.Join(c.BinDir, "netbridge")); !os.IsNotExist(err) {
+		t.Errorf("the plugin is still in the bin dir (%v)", err)
+	}
+	c.WaitChain("bridge")
+	pod, err = c.RunPod(PodConfig{Name: "after-uninstall"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notWired(t, openPodNetns(t, pod.Netns))
 }
