@@ -97,9 +97,15 @@ func with(fn func(c *call, args *skel.CmdArgs) error) func(*skel.CmdArgs) error 
 			if !known {
 				c.warnNoAnnotations()
 			}
-			return passThrough(c, args, fn)
+			err = passThrough(c, args, fn)
+		} else {
+			err = fn(c, args)
 		}
-		return fn(c, args)
+		if err != nil {
+			// The runtime shows the error once, if at all: the log keeps it.
+			c.log.Error("failed", "error", err.Error(), "netns", args.Netns)
+		}
+		return err
 	}
 }
 
