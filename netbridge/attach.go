@@ -348,23 +348,20 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 	return done, errors.Join(errs...)
 }
 
-// undoIn undoes the steps of rec that match selects, in rec's netns. When
-// that netns no longer exists, or its path now names another namespace,
-// the objects went with it and the steps are simply dropped.
+// undoIn undoes the steps of rec that match selects, in rec's netns,
+// found by its recorded identity: at its path, or wherever it still lives
+// when that path is gone or names another namespace now (a bind mount, a
+// process). When it is nowhere, the objects in it went with it: only the
+// device nodes on the host are removed, and the other steps dropped.
 func undoIn(rec *record, id string, match func(step) bool) error {
-	n, err := netns.Open(rec.Sandbox.Netns)
+	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID)
 	switch {
-	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns):
-		rec.Journal = slices.DeleteFunc(rec.Journal, match)
-		return nil
+	case errors.Is(err, netns.ErrNotExist):
+		return rec.undoGone(id, match)
 	case err != nil:
 		return err
 	}
 	defer n.Close()
-	if n.ID() != rec.NetnsID {
-		rec.Journal = slices.DeleteFunc(rec.Journal, match)
-		return nil
-	}
 	h, err := openHandle(n)
 	if err != nil {
 		return err
