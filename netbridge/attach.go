@@ -78,6 +78,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 			Requests: map[string]request{},
 			Sandbox:  Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
 		}
+		rec.NetnsCookie = netnsCookie(n)
 	}
 	if rec.Sandbox.DNS.IsZero() {
 		rec.Sandbox.DNS = cfg.DNS
@@ -349,12 +350,13 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 }
 
 // undoIn undoes the steps of rec that match selects, in rec's netns,
-// found by its recorded identity: at its path, or wherever it still lives
-// when that path is gone or names another namespace now (a bind mount, a
-// process). When it is nowhere, the objects in it went with it: only the
-// device nodes on the host are removed, and the other steps dropped.
+// found by its recorded identity: at its path, or, when the record has its
+// cookie, wherever it still lives when that path is gone or names another
+// namespace now (a bind mount, a process). When it is nowhere, the objects
+// in it went with it: only the device nodes on the host are removed, and
+// the other steps dropped.
 func undoIn(rec *record, id string, match func(step) bool) error {
-	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID)
+	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID, rec.NetnsCookie)
 	switch {
 	case errors.Is(err, netns.ErrNotExist):
 		return rec.undoGone(id, match)

@@ -40,6 +40,10 @@ type record struct {
 	// NetnsID identifies the namespace the journal applies to, so a path
 	// later reused by another namespace is never touched.
 	NetnsID netns.ID `json:"netns_id"`
+	// NetnsCookie is the namespace's cookie, which the kernel never
+	// reuses (inode numbers it does): with it, teardown may look for the
+	// namespace beyond its path. 0 in older records, or without cookies.
+	NetnsCookie uint64 `json:"netns_cookie,omitempty"`
 	// Classifier is the tc classifier of the tcfilter model, u32 or matchall.
 	Classifier string `json:"classifier,omitempty"`
 	// Request is what the setup was asked for (Setup).

@@ -177,7 +177,7 @@ func TestOpenFailsClosedWhenHostUnknown(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	if _, err := Find(pod, start); !errors.Is(err, ErrHostUnknown) {
+	if _, err := Find(pod, start, 1); !errors.Is(err, ErrHostUnknown) {
 		t.Errorf("Find = %v, want ErrHostUnknown", err)
 	}
 }
@@ -254,22 +254,41 @@ func TestNsfsMounts(t *testing.T) {
 	}
 }
 
-// TestFindFollowsTheNamespaceWhereverItLives: a namespace opened by one
-// path is found by its identity when that path is gone or names another
-// namespace, through another bind mount or a process inside it; only a
-// namespace that nothing holds is reported gone.
-func TestFindFollowsTheNamespaceWhereverItLives(t *testing.T) {
-	requireRoot(t)
-	target := newNS(t)
-	id, err := PathID(target)
+// cookieOf returns the cookie of the namespace at path.
+func cookieOf(t *testing.T, path string) (ID, uint64) {
+	t.Helper()
+	n, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer n.Close()
+	c, err := n.Cookie()
+	if err != nil || c == 0 {
+		t.Fatalf("Cookie() = %d, %v; this kernel has cookies (Linux 5.14 and later)", c, err)
+	}
+	return n.ID(), c
+}
+
+// TestFindFollowsTheNamespaceWhereverItLives: a namespace opened by one
+// path is found by its identity and cookie when that path is gone or names
+// another namespace, through another bind mount or a process inside it;
+// only a namespace that nothing holds is reported gone. A namespace with
+// the recorded inode but another cookie (an inode number the kernel reused)
+// is never taken, and without a cookie only the path is looked at.
+func TestFindFollowsTheNamespaceWhereverItLives(t *testing.T) {
+	requireRoot(t)
+	target := newNS(t)
+	id, cookie := cookieOf(t, target)
 	other := newNS(t)
+	otherID, otherCookie := cookieOf(t, other)
+	if cookie == otherCookie {
+		t.Fatalf("two namespaces share cookie %d", cookie)
+	}
+	const gone = "/run/netns/nb-gone-for-good"
 
 	// The recorded path now names another namespace; the target is
 	// mounted elsewhere.
-	n, err := Find(other, id)
+	n, err := Find(other, id, cookie)
 	if err != nil {
 		t.Fatalf("Find(other path) = %v", err)
 	}
@@ -279,14 +298,22 @@ func TestFindFollowsTheNamespaceWhereverItLives(t *testing.T) {
 	n.Close()
 
 	// The recorded path is gone.
-	if n, err = Find("/run/netns/nb-gone-for-good", id); err != nil {
+	if n, err = Find(gone, id, cookie); err != nil {
 		t.Fatalf("Find(gone path) = %v", err)
 	}
 	n.Close()
 
+	// At its path, it is found with or without a cookie.
+	for _, c := range []uint64{cookie, 0} {
+		if n, err = Find(target, id, c); err != nil {
+			t.Fatalf("Find(its own path, cookie %d) = %v", c, err)
+		}
+		n.Close()
+	}
+
 	// A namespace held only by a process.
-	held := heldByProcess(t)
-	if n, err = Find("/run/netns/nb-gone-for-good", held); err != nil {
+	held, heldCookie := heldByProcess(t)
+	if n, err = Find(gone, held, heldCookie); err != nil {
 		t.Fatalf("Find(namespace of a process) = %v", err)
 	}
 	if n.ID() != held {
@@ -294,16 +321,31 @@ func TestFindFollowsTheNamespaceWhereverItLives(t *testing.T) {
 	}
 	n.Close()
 
+	// The inode of one namespace with the cookie of another: what a
+	// reused inode number looks like. Never taken, at the path or
+	// elsewhere.
+	for _, p := range []string{other, gone} {
+		if n, err := Find(p, otherID, cookie); !errors.Is(err, ErrNotExist) {
+			t.Errorf("Find(%s, inode of other, cookie of target) = %v, want ErrNotExist", p, err)
+			if n != nil {
+				n.Close()
+			}
+		}
+	}
+	// Without a cookie, only the path is looked at.
+	if _, err := Find(gone, id, 0); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Find(gone path, no cookie) = %v, want ErrNotExist", err)
+	}
 	// A namespace nothing holds any more is gone.
-	if _, err := Find("/run/netns/nb-gone-for-good", ID{Dev: id.Dev, Ino: 1}); !errors.Is(err, ErrNotExist) {
+	if _, err := Find(gone, ID{Dev: id.Dev, Ino: 1}, 1); !errors.Is(err, ErrNotExist) {
 		t.Errorf("Find(unknown id) = %v, want ErrNotExist", err)
 	}
 }
 
 // heldByProcess starts a process in a namespace of its own, which nothing
-// else holds, and returns that namespace's identity. The process is killed
-// at the end of the test.
-func heldByProcess(t *testing.T) ID {
+// else holds, and returns that namespace's identity and cookie. The
+// process is killed at the end of the test.
+func heldByProcess(t *testing.T) (ID, uint64) {
 	t.Helper()
 	cmd := exec.Command("unshare", "--net", "sleep", "600")
 	if err := cmd.Start(); err != nil {
@@ -319,11 +361,12 @@ func heldByProcess(t *testing.T) ID {
 		id, err := PathID(p)
 		if err == nil && id != self {
 			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); err == nil && string(b) == "sleep\n" {
-				return id
+				_, cookie := cookieOf(t, p)
+				return id, cookie
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("process %d never got a namespace of its own", cmd.Process.Pid)
-	return ID{}
+	return ID{}, 0
 }

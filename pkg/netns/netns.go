@@ -251,46 +251,92 @@ func isPID(s string) bool {
 	return s != ""
 }
 
-// Find opens the network namespace whose identity is id, recorded when it
-// was opened from path before. It tries path first. When path is gone or
-// names another namespace now, the namespace may still live on, held by a
-// bind mount or by a process: Find then looks for it among the nsfs mounts
-// of this mount namespace (/proc/self/mountinfo) and the namespaces of the
-// processes in /proc. It fails with an error wrapping ErrNotExist only when
-// the namespace is nowhere to be found, and never opens the host's.
-func Find(path string, id ID) (*NS, error) {
+// Find opens the network namespace whose identity is id and whose cookie
+// is cookie, both read (ID, Cookie) when it was opened from path before.
+// It tries path first. When path is gone or names another namespace now,
+// the namespace may still live on, held by a bind mount or by a process:
+// Find then looks for it among the nsfs mounts of this mount namespace
+// (/proc/self/mountinfo) and the namespaces of the processes in /proc.
+//
+// Inode numbers are reused once a namespace is freed, cookies never: a
+// namespace found elsewhere is taken only when its cookie is cookie. With
+// no cookie (0: recorded by an older netbridge, or a kernel before 5.14)
+// Find looks at path only. It fails with an error wrapping ErrNotExist
+// only when the namespace is nowhere to be found, and never opens the
+// host's.
+func Find(path string, id ID, cookie uint64) (*NS, error) {
 	n, err := Open(path)
 	switch {
-	case err == nil && n.ID() == id:
+	case err == nil && n.ID() == id && sameCookie(n, cookie):
 		return n, nil
 	case err == nil:
 		n.Close()
 	case errors.Is(err, ErrHostUnknown):
 		return nil, err
 	}
-	if found := findMounted(id); found != nil {
-		return found, nil
-	}
-	if found := findInProcesses(id); found != nil {
-		return found, nil
+	if cookie != 0 {
+		match := func(n *NS) bool { return n.ID() == id && sameCookie(n, cookie) }
+		if found := findMounted(id, match); found != nil {
+			return found, nil
+		}
+		if found := findInProcesses(id, match); found != nil {
+			return found, nil
+		}
 	}
 	if err != nil && !errors.Is(err, ErrNotExist) && !errors.Is(err, ErrNotNetns) && !errors.Is(err, ErrHostNetns) {
 		// The namespace may be at path, unreadable: do not call it gone.
 		return nil, fmt.Errorf("looking for netns %s: %w", id, err)
 	}
-	return nil, fmt.Errorf("looking for netns %s (opened as %q before): %w: not at that path, not mounted anywhere in this mount namespace, and no process is in it", id, path, ErrNotExist)
+	where := "not at that path, not mounted anywhere in this mount namespace, and no process is in it"
+	if cookie == 0 {
+		where = "not at that path (with no cookie recorded, it is looked for there only)"
+	}
+	return nil, fmt.Errorf("looking for netns %s (opened as %q before): %w: %s", id, path, ErrNotExist, where)
 }
 
-// findMounted opens the nsfs mount of namespace id listed in
-// /proc/self/mountinfo, if there is one.
-func findMounted(id ID) *NS {
+// sameCookie reports whether n's cookie is cookie; any cookie matches 0.
+func sameCookie(n *NS, cookie uint64) bool {
+	if cookie == 0 {
+		return true
+	}
+	got, err := n.Cookie()
+	return err == nil && got == cookie
+}
+
+// Cookie returns the namespace's cookie (SO_NETNS_COOKIE of a socket made
+// inside it): a number the kernel gives no other namespace, ever, unlike
+// inode numbers, which it reuses once a namespace is freed. It is 0 and no
+// error on kernels without cookies (before Linux 5.14).
+func (n *NS) Cookie() (uint64, error) {
+	var cookie uint64
+	err := n.Do(func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		if errors.Is(err, unix.ENOPROTOOPT) {
+			cookie, err = 0, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the cookie of netns %q: %w", n.path, err)
+	}
+	return cookie, nil
+}
+
+// findMounted opens an nsfs mount of namespace id listed in
+// /proc/self/mountinfo that match accepts, if there is one.
+func findMounted(id ID, match func(*NS) bool) *NS {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
 	want := fmt.Sprintf("net:[%d]", id.Ino)
 	for _, point := range nsfsMounts(string(b), want) {
-		if n := openIf(point, id); n != nil {
+		if n := openIf(point, match); n != nil {
 			return n
 		}
 	}
@@ -333,9 +379,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// findInProcesses opens namespace id through a process that is in it, if
-// there is one.
-func findInProcesses(id ID) *NS {
+// findInProcesses opens namespace id through a process that is in it,
+// when match accepts it.
+func findInProcesses(id ID, match func(*NS) bool) *NS {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -348,20 +394,21 @@ func findInProcesses(id ID) *NS {
 		if got, err := statOrLink(p); err != nil || got != id {
 			continue
 		}
-		if n := openIf(p, id); n != nil {
+		if n := openIf(p, match); n != nil {
 			return n
 		}
 	}
 	return nil
 }
 
-// openIf opens path when it is namespace id, else returns nil.
-func openIf(path string, id ID) *NS {
+// openIf opens path when match accepts the namespace there, else returns
+// nil.
+func openIf(path string, match func(*NS) bool) *NS {
 	n, err := Open(path)
 	if err != nil {
 		return nil
 	}
-	if n.ID() != id {
+	if !match(n) {
 		n.Close()
 		return nil
 	}

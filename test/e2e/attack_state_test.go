@@ -338,6 +338,59 @@ func TestTeardownFindsTheNetnsWhereverItLives(t *testing.T) {
 	})
 }
 
+// TestTeardownNeverTakesAReusedInode: the kernel reuses the inode number
+// of a freed namespace, so a namespace found elsewhere with the recorded
+// inode is taken only when its cookie is the recorded one. Here the
+// recorded path is gone and the record's cookie is another namespace's:
+// teardown must treat the recorded namespace as gone and leave the one
+// with that inode alone.
+func TestTeardownNeverTakesAReusedInode(t *testing.T) {
+	_, pod := topology(t, 0)
+	dir := t.TempDir()
+	path := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(pod.Path(), path, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(path, unix.MNT_DETACH) })
+	if code, _, stderr, _ := nbRun(t, "setup", "--netns", path, "--id", "reused", "--state-dir", dir, "--cni-cache-dir", ""); code != 0 {
+		t.Fatalf("setup: exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { netbridgeTeardownIn(t, pod, dir, "reused") })
+	wired := testnet.Snapshot(t, pod)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "reused.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := rec["netns_cookie"].(float64); c == 0 {
+		t.Fatalf("the record has no netns cookie: %s", b)
+	}
+	rec["netns_cookie"] = 1 // the first namespace's, long gone
+	if b, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr, _ := nbRun(t, "teardown", "--id", "reused", "--state-dir", dir); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s", code, stderr)
+	}
+	if d := testnet.Diff(wired, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("teardown changed the namespace that only shares the recorded inode:\n%s", d)
+	}
+	// The tap left in the pod goes with the pod at the end of the test.
+}
+
 // netbridgeTeardownIn is a test's last resort: when the test failed before
 // its teardown, it removes what a setup left in pod through the pod's own
 // path, so that the namespace goes clean.
