@@ -540,3 +540,54 @@ func TestGarbageRecordDoesNotHideOthers(t *testing.T) {
 		t.Errorf("status --id mm: exit %d, want 1 naming its record:\n%s", code, stderr)
 	}
 }
+
+// TestOldMacvtapRecordTornDown: a macvtap record as the code before device
+// numbers and cookies wrote it (no devnum, no netns_cookie; a node path
+// relative to the working directory of a relative --state-dir) is still
+// torn down whole, its node included.
+func TestOldMacvtapRecordTornDown(t *testing.T) {
+	_, pod := topology(t, 0)
+	before := testnet.Snapshot(t, pod)
+	dir := t.TempDir()
+	if code, _, stderr, _ := nbRun(t, "setup", "--netns", pod.Path(), "--id", "old", "--model", "macvtap", "--state-dir", dir, "--cni-cache-dir", ""); code != 0 {
+		t.Fatalf("setup: exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { exec.Command(netbridgeBinary(t), "teardown", "--id", "old", "--state-dir", dir).Run() })
+	p := filepath.Join(dir, "old.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	delete(rec, "netns_cookie")
+	devices := 0
+	for _, s := range rec["journal"].([]any) {
+		s := s.(map[string]any)
+		if s["op"] == "create-device" {
+			delete(s, "devnum")
+			s["path"] = filepath.Join("state", "old.dev", filepath.Base(s["path"].(string)))
+			devices++
+		}
+	}
+	if devices != 1 {
+		t.Fatalf("the record has %d device steps, want 1: %s", devices, b)
+	}
+	if b, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr, _ := nbRun(t, "teardown", "--id", "old", "--state-dir", dir); code != 0 {
+		t.Fatalf("teardown of an old record: exit %d\n%s", code, stderr)
+	}
+	if names := testnet.DirNames(t, dir); len(names) > 0 {
+		t.Errorf("state dir holds %q after teardown, want nothing", names)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("after teardown:\n%s", d)
+	}
+}
