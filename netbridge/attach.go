@@ -78,6 +78,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 			Requests: map[string]request{},
 			Sandbox:  Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
 		}
+		rec.NetnsCookie = netnsCookie(n)
 	}
 	if rec.Sandbox.DNS.IsZero() {
 		rec.Sandbox.DNS = cfg.DNS
@@ -348,23 +349,21 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 	return done, errors.Join(errs...)
 }
 
-// undoIn undoes the steps of rec that match selects, in rec's netns. When
-// that netns no longer exists, or its path now names another namespace,
-// the objects went with it and the steps are simply dropped.
+// undoIn undoes the steps of rec that match selects, in rec's netns,
+// found by its recorded identity: at its path, or, when the record has its
+// cookie, wherever it still lives when that path is gone or names another
+// namespace now (a bind mount, a process). When it is nowhere, the objects
+// in it went with it: only the device nodes on the host are removed, and
+// the other steps dropped.
 func undoIn(rec *record, id string, match func(step) bool) error {
-	n, err := netns.Open(rec.Sandbox.Netns)
+	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID, rec.NetnsCookie)
 	switch {
-	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns):
-		rec.Journal = slices.DeleteFunc(rec.Journal, match)
-		return nil
+	case errors.Is(err, netns.ErrNotExist):
+		return rec.undoGone(id, match)
 	case err != nil:
 		return err
 	}
 	defer n.Close()
-	if n.ID() != rec.NetnsID {
-		rec.Journal = slices.DeleteFunc(rec.Journal, match)
-		return nil
-	}
 	h, err := openHandle(n)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package netbridge
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,24 +45,39 @@ func Load(stateDir, id string) (*Sandbox, error) {
 	return &sb, nil
 }
 
-// List returns every recorded sandbox, ordered by id.
+// List returns every recorded sandbox, ordered by id. A record that
+// cannot be read does not hide the others: List returns them all, with an
+// error joining a *RecordError for each record it could not read.
 func List(stateDir string) ([]Status, error) {
 	st, ids, err := recordedIDs(stateDir)
 	if err != nil {
 		return nil, err
 	}
 	out := []Status{}
+	var errs []error
 	for _, id := range ids {
 		rec, err := readRecord(st, id)
 		if err != nil {
-			return nil, err
+			errs = append(errs, &RecordError{ID: id, Err: err})
+			continue
 		}
 		if rec != nil { // removed meanwhile otherwise
 			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == modeAttach})
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
+
+// RecordError reports the record of sandbox ID that List could not read.
+type RecordError struct {
+	ID  string
+	Err error
+}
+
+func (e *RecordError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause, such as state.ErrBadRecord.
+func (e *RecordError) Unwrap() error { return e.Err }
 
 // recordedIDs opens the state directory and lists the ids it has a record
 // of.

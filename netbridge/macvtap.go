@@ -86,7 +86,8 @@ func (macvtapModel) wire(tx *txn, nic *NIC) error {
 		return err
 	}
 	nic.Device = filepath.Join(tx.st.Dir(), tx.id+".dev", nic.Tap)
-	err = tx.create(step{Op: opDevice, Path: nic.Device}, func() error { return macvtap.MakeNode(nic.Device, dev) })
+	tx.rec.dir = tx.st.Dir() // where a rollback may remove the node
+	err = tx.create(step{Op: opDevice, Path: nic.Device, DevNum: dev.String()}, func() error { return macvtap.MakeNode(nic.Device, dev) })
 	if err != nil {
 		return err
 	}

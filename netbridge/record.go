@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/macvtap"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -41,6 +40,10 @@ type record struct {
 	// NetnsID identifies the namespace the journal applies to, so a path
 	// later reused by another namespace is never touched.
 	NetnsID netns.ID `json:"netns_id"`
+	// NetnsCookie is the namespace's cookie, which the kernel never
+	// reuses (inode numbers it does): with it, teardown may look for the
+	// namespace beyond its path. 0 in older records, or without cookies.
+	NetnsCookie uint64 `json:"netns_cookie,omitempty"`
 	// Classifier is the tc classifier of the tcfilter model, u32 or matchall.
 	Classifier string `json:"classifier,omitempty"`
 	// Request is what the setup was asked for (Setup).
@@ -49,6 +52,10 @@ type record struct {
 	Requests map[string]request `json:"requests,omitempty"`
 	Sandbox  Sandbox            `json:"sandbox"`
 	Journal  []step             `json:"journal"`
+	// dir is the state directory the record lives in: the device nodes
+	// of its sandbox are only ever under dir/ID.dev, whatever path a
+	// step names.
+	dir string
 }
 
 // Step operations.
@@ -88,6 +95,10 @@ type step struct {
 	Master       string         `json:"master,omitempty"`
 	Neighs       []neighRecord  `json:"neighs,omitempty"`
 	Path         string         `json:"path,omitempty"`
+	// DevNum is the device number ("major:minor") of the node at Path,
+	// recorded at its creation: only that device is removed. Records
+	// written before it lack it.
+	DevNum string `json:"devnum,omitempty"`
 	// Iface is the CNI interface whose wiring the step is part of.
 	Iface string `json:"iface,omitempty"`
 	Done  bool   `json:"done"`
@@ -127,8 +138,9 @@ func readRecord(st *state.Store, id string) (*record, error) {
 		return nil, err
 	}
 	if err := r.validate(id); err != nil {
-		return nil, fmt.Errorf("state of sandbox %q in %s: %w", id, st.Dir(), err)
+		return nil, fmt.Errorf("state of sandbox %q in %s: %w: %w", id, st.Dir(), state.ErrBadRecord, err)
 	}
+	r.dir = st.Dir()
 	return &r, nil
 }
 
@@ -227,7 +239,13 @@ func (r *record) undoWhere(h *netlink.Handle, n *netns.NS, id string, match func
 			}
 			continue
 		}
-		if err := undoStep(h, id, s); err != nil {
+		var err error
+		if s.Op == opDevice {
+			err = r.undoDevice(id, s)
+		} else {
+			err = undoStep(h, id, s)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
 			continue
 		}
@@ -290,17 +308,110 @@ func groupHoldsExactly(group uint32, all, doomed []netlink.Link) bool {
 	return true
 }
 
-func undoStep(h *netlink.Handle, id string, s step) error {
-	if s.Op == opDevice {
-		if err := macvtap.RemoveNode(s.Path); err != nil {
-			return err
+// undoGone undoes the steps match selects of a record whose netns is gone
+// and took every object in it along: only the device nodes, files on the
+// host, are left to remove (a node outliving its macvtap would open
+// whatever device later gets its number). The other steps are dropped.
+func (r *record) undoGone(id string, match func(step) bool) error {
+	var errs []error
+	for i := len(r.Journal) - 1; i >= 0; i-- {
+		s := r.Journal[i]
+		if !match(s) {
+			continue
 		}
-		// The sandbox's device directory goes with its last node.
-		if err := os.Remove(filepath.Dir(s.Path)); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
-			return err
+		if s.Op == opDevice {
+			if err := r.undoDevice(id, s); err != nil {
+				errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
+				continue
+			}
+		}
+		r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
+	}
+	return errors.Join(errs...)
+}
+
+// undoDevice removes the device node of step s (opDevice) of sandbox id,
+// and the sandbox's node directory with its last node. Whatever path the
+// record names, only r.dir/ID.dev/NAME is ever touched, never through a
+// symbolic link, and only when it is the device the step recorded.
+func (r *record) undoDevice(id string, s step) error {
+	path, err := r.devicePath(id, s.Path)
+	if err != nil {
+		return err
+	}
+	check, err := nodeCheck(s)
+	if err != nil {
+		return err
+	}
+	if err := macvtap.RemoveNodeIf(path, check); err != nil {
+		return err
+	}
+	return macvtap.RemoveDir(filepath.Dir(path))
+}
+
+// devicePath returns where the node a step names as recorded is, in the
+// node directory of sandbox id: r.dir/ID.dev/NAME. The recorded path must
+// name that file: as written (an absolute path), as a path relative to
+// the state directory of an older record, or by another name of that
+// directory. Anything else was not written by netbridge and is refused.
+func (r *record) devicePath(id, recorded string) (string, error) {
+	devDir := filepath.Join(r.dir, id+".dev")
+	name := filepath.Base(recorded)
+	ours := filepath.Join(devDir, name)
+	clean, parent := filepath.Clean(recorded), filepath.Dir(filepath.Clean(recorded))
+	switch {
+	case r.dir == "" || validLinkName(name) != nil:
+	case clean == ours:
+		return ours, nil
+	case !filepath.IsAbs(clean) && filepath.Base(parent) == id+".dev":
+		return ours, nil
+	case sameDir(parent, devDir):
+		return ours, nil
+	}
+	return "", fmt.Errorf("device node %s: %w: netbridge makes the nodes of sandbox %q only in %s; not touching it (remove the record if netbridge did not write it)", recorded, macvtap.ErrNotOurNode, id, devDir)
+}
+
+// sameDir reports whether a and b are the same directory, neither a
+// symbolic link.
+func sameDir(a, b string) bool {
+	fa, err := os.Lstat(a)
+	if err != nil || !fa.IsDir() {
+		return false
+	}
+	fb, err := os.Lstat(b)
+	return err == nil && fb.IsDir() && os.SameFile(fa, fb)
+}
+
+// nodeCheck returns what the device number of step s's node must pass to
+// be removed: the recorded number; for a record written before numbers
+// were recorded, the macvtap major (any node when no macvtap driver is
+// loaded, so none can be live: the node is in netbridge's own directory).
+func nodeCheck(s step) (func(macvtap.Device) error, error) {
+	if s.DevNum != "" {
+		want, err := macvtap.ParseDevice(s.DevNum)
+		if err != nil {
+			return nil, fmt.Errorf("device node %s: %w: recorded number: %w", s.Path, state.ErrBadRecord, err)
+		}
+		return func(got macvtap.Device) error {
+			if got != want {
+				return fmt.Errorf("it is device %s, not the recorded %s", got, want)
+			}
+			return nil
+		}, nil
+	}
+	major, ok, err := macvtap.Major()
+	if err != nil {
+		return nil, fmt.Errorf("device node %s: reading the macvtap major number: %w", s.Path, err)
+	}
+	return func(got macvtap.Device) error {
+		if ok && got.Major != major {
+			return fmt.Errorf("it is device %s, not a macvtap (major %d)", got, major)
 		}
 		return nil
-	}
+	}, nil
+}
+
+func undoStep(h *netlink.Handle, id string, s step) error {
 	link, err := h.LinkByName(s.Link)
 	if err != nil {
 		if errors.As(err, new(netlink.LinkNotFoundError)) {

@@ -76,6 +76,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Request: req,
 		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}, DNS: dns},
 	}
+	rec.NetnsCookie = netnsCookie(n)
 	var sb *Sandbox
 	err = c.run(ctx, cfg, rec, log, start, func(tx *txn, h *netlink.Handle) error {
 		sb, err = tx.setup()

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -62,6 +63,13 @@ func undoRecord(st *state.Store, id string, rec *record) error {
 		return err
 	}
 	return st.Remove(id)
+}
+
+// netnsCookie returns n's cookie for the record, 0 when it cannot be read
+// (the record then names its netns by path and inode only).
+func netnsCookie(n *netns.NS) uint64 {
+	c, _ := n.Cookie()
+	return c
 }
 
 // ignoreNotFound turns the kernel's "already gone" answers into success.

@@ -242,9 +242,10 @@ func runStatus(_ context.Context, e *env, args []string) error {
 	if err := checkOutput(output, "text", "json", "dot"); err != nil {
 		return err
 	}
-	all, err := netbridge.List(sf.stateDir)
-	if err != nil {
-		return err
+	// A record that cannot be read is reported, and the rest still shown.
+	all, listErr := netbridge.List(sf.stateDir)
+	if all == nil {
+		return listErr
 	}
 	if id != "" {
 		var one []netbridge.Status
@@ -254,10 +255,40 @@ func runStatus(_ context.Context, e *env, args []string) error {
 			}
 		}
 		if len(one) == 0 {
+			if err := recordError(listErr, id); err != nil {
+				return err
+			}
 			return fmt.Errorf("sandbox %q: %w", id, netbridge.ErrNotFound)
 		}
-		all = one
+		all, listErr = one, nil // the other records are not asked about
 	}
+	if err := showStatus(e, output, id, all, listErr != nil); err != nil {
+		return err
+	}
+	return listErr
+}
+
+// recordError returns the error of the record of id among the errors of
+// List, nil when there is none.
+func recordError(listErr error, id string) error {
+	var errs []error
+	if j, ok := listErr.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else if listErr != nil {
+		errs = []error{listErr}
+	}
+	for _, err := range errs {
+		var re *netbridge.RecordError
+		if errors.As(err, &re) && re.ID == id {
+			return err
+		}
+	}
+	return nil
+}
+
+// showStatus prints the sandboxes of status; unreadable says that some
+// records could not be read (and are reported apart).
+func showStatus(e *env, output, id string, all []netbridge.Status, unreadable bool) error {
 	switch output {
 	case "json":
 		if id != "" {
@@ -268,7 +299,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 		drawDot(e.stdout, all)
 		return nil
 	}
-	if len(all) == 0 {
+	if len(all) == 0 && !unreadable {
 		fmt.Fprintln(e.stdout, "no sandboxes recorded")
 	}
 	for i, s := range all {

@@ -19,12 +19,35 @@ import (
 // initNetnsPath names init's namespace, the host's.
 const initNetnsPath = "/proc/1/ns/net"
 
+// initNetIno is the inode number of the kernel's initial network
+// namespace on kernels that number it statically (NET_NS_INIT_INO, Linux
+// 6.18 and later). Earlier kernels number every namespace, the initial one
+// included, from 0xF0000000 up, so no other namespace can have it.
+const initNetIno = 0xEFFFFFF9
+
 // startNetns is the namespace this process started in, read before any
-// goroutine could enter another one. It is the host's for a hook or CLI,
-// and the only one visible where /proc/1 cannot be read, as in some
-// sandboxes. (/proc/self/ns/net would not do: it shows the main thread,
-// which the Go scheduler may lend to a goroutine inside Do.)
+// goroutine could enter another one: the host's for a hook or CLI run
+// there. (/proc/self/ns/net would not do: it shows the main thread, which
+// the Go scheduler may lend to a goroutine inside Do.) It is refused as
+// well as the host's, but it never stands for the host's: netbridge may
+// have been started inside another namespace.
 var startNetns, startNetnsErr = PathID("/proc/thread-self/ns/net")
+
+// hostSource is one way to learn the identity of the host's network
+// namespace.
+type hostSource struct {
+	name string
+	id   func() (ID, error)
+}
+
+// hostSources are the ways to learn the host's namespace: init's (by
+// stat, or by readlink where stat is denied) and a kernel thread's (every
+// kernel thread lives in the initial namespace). A namespace is refused
+// when it is the one any source names. Tests replace them.
+var hostSources = []hostSource{
+	{"init's " + initNetnsPath, func() (ID, error) { return statOrLink(initNetnsPath) }},
+	{"a kernel thread's /proc/PID/ns/net", kernelThreadNetns},
+}
 
 // ErrNotExist reports that a netns path does not exist.
 var ErrNotExist = errors.New("network namespace does not exist")
@@ -35,6 +58,10 @@ var ErrNotNetns = errors.New("not a network namespace")
 // ErrHostNetns reports that a path is the host's network namespace, which
 // netbridge never modifies.
 var ErrHostNetns = errors.New("refusing the host network namespace")
+
+// ErrHostUnknown reports that netbridge could not learn which namespace is
+// the host's, and so refuses every namespace rather than risk the host's.
+var ErrHostUnknown = errors.New("cannot tell which network namespace is the host's")
 
 // NS is an open network namespace.
 type NS struct {
@@ -91,20 +118,301 @@ func Open(path string) (*NS, error) {
 	return &NS{ns: n, path: path, id: id}, nil
 }
 
-// refuseHost fails when id is init's namespace or the one this process
-// started in, or when neither can be read to tell.
+// refuseHost fails when id is the host's namespace, or the one this
+// process started in, or when the host's cannot be learnt at all (fail
+// closed). The host's is recognised by identity, however path names it: a
+// /proc path, a bind mount, a file descriptor.
 func refuseHost(path string, id ID) error {
+	if id.Ino == initNetIno {
+		return fmt.Errorf("opening netns %q: %w: it is the kernel's initial network namespace", path, ErrHostNetns)
+	}
 	if startNetnsErr == nil && id == startNetns {
 		return fmt.Errorf("opening netns %q: %w: it is the namespace netbridge runs in", path, ErrHostNetns)
 	}
-	host, err := PathID(initNetnsPath)
-	if err == nil && id == host {
-		return fmt.Errorf("opening netns %q: %w: it is the same namespace as %s", path, ErrHostNetns, initNetnsPath)
+	hosts, err := hostIDs()
+	if err != nil {
+		return fmt.Errorf("opening netns %q: %w", path, err)
 	}
-	if err != nil && startNetnsErr != nil {
-		return fmt.Errorf("opening netns %q: cannot tell whether it is the host namespace: %w", path, errors.Join(err, startNetnsErr))
+	for _, h := range hosts {
+		if id == h.id {
+			return fmt.Errorf("opening netns %q: %w: it is the host's (the same as %s)", path, ErrHostNetns, h.name)
+		}
 	}
 	return nil
+}
+
+// hostID is the host's namespace as one source names it.
+type hostID struct {
+	id   ID
+	name string
+}
+
+// hostIDs returns the host's namespace as each source that could tell
+// names it. When none could, it fails with an error wrapping
+// ErrHostUnknown that says what to do.
+func hostIDs() ([]hostID, error) {
+	var ids []hostID
+	var errs []error
+	for _, s := range hostSources {
+		id, err := s.id()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+			continue
+		}
+		ids = append(ids, hostID{id, s.name})
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w, so every namespace is refused (%w); run netbridge where /proc shows the host's processes: "+
+			"in the host's PID namespace (a container needs the host's PID namespace and /proc), as root allowed to read %s or a kernel thread's ns/net link",
+			ErrHostUnknown, errors.Join(errs...), initNetnsPath)
+	}
+	return ids, nil
+}
+
+// kernelThreadNetns returns the namespace of a kernel thread: kthreadd's
+// (PID 2) in the host's PID namespace, else the first kernel thread /proc
+// lists. There is none in another PID namespace.
+func kernelThreadNetns() (ID, error) {
+	id, err := threadNetns("2")
+	if err == nil {
+		return id, nil
+	}
+	ents, rerr := os.ReadDir("/proc")
+	if rerr != nil {
+		return ID{}, errors.Join(err, rerr)
+	}
+	for _, e := range ents {
+		if e.Name() == "2" || !isPID(e.Name()) {
+			continue
+		}
+		if id, terr := threadNetns(e.Name()); terr == nil {
+			return id, nil
+		}
+	}
+	return ID{}, fmt.Errorf("no kernel thread in /proc whose ns/net can be read (PID 2: %w)", err)
+}
+
+// threadNetns returns the namespace of process pid when it is a kernel
+// thread.
+func threadNetns(pid string) (ID, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return ID{}, err
+	}
+	if !kernelThread(string(b)) {
+		return ID{}, fmt.Errorf("process %s is not a kernel thread", pid)
+	}
+	return statOrLink("/proc/" + pid + "/ns/net")
+}
+
+// statOrLink returns the ID of the namespace link at path, read by stat,
+// else by readlink.
+func statOrLink(path string) (ID, error) {
+	id, err := PathID(path)
+	if err == nil {
+		return id, nil
+	}
+	if id, lerr := LinkID(path); lerr == nil {
+		return id, nil
+	}
+	return ID{}, err
+}
+
+// Task flags of /proc/PID/stat (include/linux/sched.h).
+const (
+	pfIOWorker   = 0x00000010
+	pfUserWorker = 0x00004000
+	pfKthread    = 0x00200000
+)
+
+// kernelThread reports whether stat, the text of /proc/PID/stat, is a
+// kernel thread's: PF_KTHREAD set, and not a worker thread of a user
+// process (those share its namespaces).
+func kernelThread(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return false
+	}
+	// After the command: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 7 {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfKthread != 0 && flags&(pfIOWorker|pfUserWorker) == 0
+}
+
+func isPID(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Find opens the network namespace whose identity is id and whose cookie
+// is cookie, both read (ID, Cookie) when it was opened from path before.
+// It tries path first. When path is gone or names another namespace now,
+// the namespace may still live on, held by a bind mount or by a process:
+// Find then looks for it among the nsfs mounts of this mount namespace
+// (/proc/self/mountinfo) and the namespaces of the processes in /proc.
+//
+// Inode numbers are reused once a namespace is freed, cookies never: a
+// namespace found elsewhere is taken only when its cookie is cookie. With
+// no cookie (0: recorded by an older netbridge, or a kernel before 5.14)
+// Find looks at path only. It fails with an error wrapping ErrNotExist
+// only when the namespace is nowhere to be found, and never opens the
+// host's.
+func Find(path string, id ID, cookie uint64) (*NS, error) {
+	n, err := Open(path)
+	switch {
+	case err == nil && n.ID() == id && sameCookie(n, cookie):
+		return n, nil
+	case err == nil:
+		n.Close()
+	case errors.Is(err, ErrHostUnknown):
+		return nil, err
+	}
+	if cookie != 0 {
+		match := func(n *NS) bool { return n.ID() == id && sameCookie(n, cookie) }
+		if found := findMounted(id, match); found != nil {
+			return found, nil
+		}
+		if found := findInProcesses(id, match); found != nil {
+			return found, nil
+		}
+	}
+	if err != nil && !errors.Is(err, ErrNotExist) && !errors.Is(err, ErrNotNetns) && !errors.Is(err, ErrHostNetns) {
+		// The namespace may be at path, unreadable: do not call it gone.
+		return nil, fmt.Errorf("looking for netns %s: %w", id, err)
+	}
+	where := "not at that path, not mounted anywhere in this mount namespace, and no process is in it"
+	if cookie == 0 {
+		where = "not at that path (with no cookie recorded, it is looked for there only)"
+	}
+	return nil, fmt.Errorf("looking for netns %s (opened as %q before): %w: %s", id, path, ErrNotExist, where)
+}
+
+// sameCookie reports whether n's cookie is cookie; any cookie matches 0.
+func sameCookie(n *NS, cookie uint64) bool {
+	if cookie == 0 {
+		return true
+	}
+	got, err := n.Cookie()
+	return err == nil && got == cookie
+}
+
+// Cookie returns the namespace's cookie (SO_NETNS_COOKIE of a socket made
+// inside it): a number the kernel gives no other namespace, ever, unlike
+// inode numbers, which it reuses once a namespace is freed. It is 0 and no
+// error on kernels without cookies (before Linux 5.14).
+func (n *NS) Cookie() (uint64, error) {
+	var cookie uint64
+	err := n.Do(func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		if errors.Is(err, unix.ENOPROTOOPT) {
+			cookie, err = 0, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the cookie of netns %q: %w", n.path, err)
+	}
+	return cookie, nil
+}
+
+// findMounted opens an nsfs mount of namespace id listed in
+// /proc/self/mountinfo that match accepts, if there is one.
+func findMounted(id ID, match func(*NS) bool) *NS {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	want := fmt.Sprintf("net:[%d]", id.Ino)
+	for _, point := range nsfsMounts(string(b), want) {
+		if n := openIf(point, match); n != nil {
+			return n
+		}
+	}
+	return nil
+}
+
+// nsfsMounts returns the mount points of the nsfs mounts in mountinfo
+// whose root is root ("net:[INODE]").
+func nsfsMounts(mountinfo, root string) []string {
+	var points []string
+	for line := range strings.Lines(mountinfo) {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "nsfs ") {
+			continue
+		}
+		// ID, parent ID, major:minor, root, mount point, ...
+		f := strings.Fields(pre)
+		if len(f) < 5 || f[3] != root {
+			continue
+		}
+		points = append(points, unescapeMountinfo(f[4]))
+	}
+	return points
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of a path
+// in /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// findInProcesses opens namespace id through a process that is in it,
+// when match accepts it.
+func findInProcesses(id ID, match func(*NS) bool) *NS {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if !isPID(e.Name()) {
+			continue
+		}
+		p := "/proc/" + e.Name() + "/ns/net"
+		if got, err := statOrLink(p); err != nil || got != id {
+			continue
+		}
+		if n := openIf(p, match); n != nil {
+			return n
+		}
+	}
+	return nil
+}
+
+// openIf opens path when match accepts the namespace there, else returns
+// nil.
+func openIf(path string, match func(*NS) bool) *NS {
+	n, err := Open(path)
+	if err != nil {
+		return nil
+	}
+	if !match(n) {
+		n.Close()
+		return nil
+	}
+	return n
 }
 
 // ownNetnsPath reports whether path names the calling process's own netns
@@ -129,6 +437,42 @@ func PathID(path string) (ID, error) {
 		return ID{}, err
 	}
 	return ID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// LinkID returns the ID of the namespace a /proc/PID/ns/net link points
+// to, read with readlink, which some systems allow where stat is denied. The
+// device is nsfs's, the one every namespace file has.
+func LinkID(path string) (ID, error) {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return ID{}, err
+	}
+	num, ok := strings.CutPrefix(target, "net:[")
+	num, ok2 := strings.CutSuffix(num, "]")
+	if !ok || !ok2 {
+		return ID{}, fmt.Errorf("%s links to %q, not a network namespace", path, target)
+	}
+	ino, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return ID{}, fmt.Errorf("%s links to %q: %w", path, target, err)
+	}
+	dev, err := nsfsDev()
+	if err != nil {
+		return ID{}, err
+	}
+	return ID{Dev: dev, Ino: ino}, nil
+}
+
+// nsfsDev returns the device of nsfs, shared by every namespace file.
+func nsfsDev() (uint64, error) {
+	if startNetnsErr == nil {
+		return startNetns.Dev, nil
+	}
+	id, err := PathID(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		return 0, fmt.Errorf("reading the device of nsfs: %w", err)
+	}
+	return id.Dev, nil
 }
 
 func fdID(fd int) (ID, error) {
