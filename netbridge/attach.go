@@ -359,6 +359,7 @@ func undoIn(rec *record, id string, match func(step) bool) error {
 	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID, rec.NetnsCookie)
 	switch {
 	case errors.Is(err, netns.ErrNotExist):
+		rec.netnsGone = true
 		return rec.undoGone(id, match)
 	case err != nil:
 		return err

@@ -19,6 +19,11 @@ type Status struct {
 	// Attached reports that the sandbox's interfaces were attached one by
 	// one (Attach, as the CNI plugin does) rather than set up as a whole.
 	Attached bool `json:"attached,omitempty"`
+	// Stale reports that the sandbox's netns is gone (it is nowhere to be
+	// found, not only not at its path): a runtime failed after setup and
+	// never ran teardown. Its objects went with the netns; Prune removes
+	// the record.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Load returns the recorded sandbox id, which must be fully set up. It
@@ -62,7 +67,7 @@ func List(stateDir string) ([]Status, error) {
 			continue
 		}
 		if rec != nil { // removed meanwhile otherwise
-			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == modeAttach})
+			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == modeAttach, Stale: netnsGone(rec)})
 		}
 	}
 	return out, errors.Join(errs...)

@@ -56,6 +56,9 @@ type record struct {
 	// of its sandbox are only ever under dir/ID.dev, whatever path a
 	// step names.
 	dir string
+	// netnsGone is set by undo when the netns was nowhere to be found:
+	// its objects went with it, and only files were removed.
+	netnsGone bool
 }
 
 // Step operations.

@@ -48,6 +48,10 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 	if err := undoRecord(st, id, rec); err != nil {
 		return fmt.Errorf("tearing down sandbox %q: %w", id, err)
 	}
+	if rec.netnsGone {
+		log.Info("netns gone, and the objects in it with it; record removed", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
+		return nil
+	}
 	log.Info("torn down", "netns", rec.Sandbox.Netns, "objects", objects, "elapsed", time.Since(start))
 	return nil
 }

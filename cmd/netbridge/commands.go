@@ -208,6 +208,25 @@ func runTeardown(ctx context.Context, e *env, args []string) error {
 	return netbridge.Teardown(ctx, sf.stateDir, id)
 }
 
+func runPrune(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("prune")
+	var sf stateFlags
+	sf.register(fs, time.Minute)
+	if err := parse(e.stdout, fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := sf.context(ctx)
+	defer cancel()
+	pruned, err := netbridge.Prune(ctx, sf.stateDir)
+	for _, id := range pruned {
+		fmt.Fprintf(e.stdout, "removed the record of %s: its netns is gone\n", id)
+	}
+	if len(pruned) == 0 && err == nil {
+		fmt.Fprintln(e.stdout, "no stale records")
+	}
+	return err
+}
+
 func runCheck(ctx context.Context, e *env, args []string) error {
 	id, sf, err := idFlags(e, "check", args)
 	if err != nil {
@@ -306,7 +325,11 @@ func showStatus(e *env, output, id string, all []netbridge.Status, unreadable bo
 		if i > 0 {
 			fmt.Fprintln(e.stdout)
 		}
-		fmt.Fprintf(e.stdout, "sandbox %s: %s, model %s, netns %s, since %s\n\n", s.ID, s.Phase, s.Model, s.Netns, s.Created.Format(time.RFC3339))
+		phase := s.Phase
+		if s.Stale {
+			phase = "stale (its netns is gone; 'netbridge prune' removes the record)"
+		}
+		fmt.Fprintf(e.stdout, "sandbox %s: %s, model %s, netns %s, since %s\n\n", s.ID, phase, s.Model, s.Netns, s.Created.Format(time.RFC3339))
 		drawNICs(e.stdout, s.NICs)
 		for _, w := range s.Warnings {
 			fmt.Fprintf(e.stdout, "warning: %s\n", w)

@@ -43,6 +43,7 @@ func init() {
 		{"teardown", "--id ID", "undo a setup exactly (idempotent)", runTeardown},
 		{"check", "--id ID", "verify that a setup's wiring is intact", runCheck},
 		{"status", "[--id ID] [--output text|json]", "show recorded sandboxes", runStatus},
+		{"prune", "[--state-dir DIR]", "remove the records of sandboxes whose netns is gone (safe against a concurrent setup)", runPrune},
 		{"discover", "--netns PATH [--interfaces LIST] [--output text|json]", "show what setup would attach; changes nothing", runDiscover},
 		{"render", "--id ID --for qemu|qmp|cloud-hypervisor|firecracker|kernel-cmdline|guest-cmdline|guest-json|cloud-init", "print hypervisor or guest configuration", runRender},
 		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
