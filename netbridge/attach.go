@@ -80,6 +80,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 		}
 		rec.NetnsCookie = netnsCookie(n)
 	}
+	rec.log = log
 	if rec.Sandbox.DNS.IsZero() {
 		rec.Sandbox.DNS = cfg.DNS
 	}
@@ -273,6 +274,7 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 	if rec.Mode != modeAttach {
 		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrInvalidConfig, id)
 	}
+	rec.log = log
 	if err := detachLocked(st, rec, id, ifname); err != nil {
 		return err
 	}
@@ -335,6 +337,7 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 				if rec.Requests[ifname].Network != network || keep(id, ifname) {
 					continue
 				}
+				rec.log = loggerFrom(ctx).With("id", id)
 				if err := detachLocked(st, rec, id, ifname); err != nil {
 					return err
 				}

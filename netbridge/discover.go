@@ -35,7 +35,9 @@ type Interface struct {
 	// Reason says why the interface would not be attached.
 	Reason string `json:"reason,omitempty"`
 
-	unsupported bool // of a kind no model carries
+	unsupported bool     // of a kind no model carries
+	ref         *linkRef // what identifies the link beyond its name
+	txqlen      int      // its txqueuelen
 }
 
 // aliasPrefix starts the alias netbridge gives the links it creates.
@@ -108,6 +110,7 @@ func interfacesFrom(links []netlink.Link, addrs []netlink.Addr, routes []netlink
 			MTU:   a.MTU,
 			Up:    a.Flags&net.FlagUp != 0,
 			Owner: strings.TrimPrefix(a.Alias, aliasPrefix),
+			ref:   refOf(l), txqlen: a.TxQLen,
 		}
 		if !strings.HasPrefix(a.Alias, aliasPrefix) {
 			ifc.Owner = ""

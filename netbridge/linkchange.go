@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -62,7 +64,7 @@ func (tx *txn) keepNeighbors(link netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("listing the neighbours of %q: %w", link.Attrs().Name, err)
 	}
-	s := step{Op: opKeepNeighbors, Link: link.Attrs().Name}
+	s := step{Op: opKeepNeighbors, Link: link.Attrs().Name, Ref: refOf(link)}
 	for _, n := range neighs {
 		ip, ok := netip.AddrFromSlice(n.IP)
 		if !ok || n.State&netlink.NUD_PERMANENT == 0 || len(n.HardwareAddr) == 0 {
@@ -122,7 +124,7 @@ func (tx *txn) removeAddresses(link netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("listing the routes of %q: %w", name, err)
 	}
-	s := step{Op: opRemoveAddrs, Link: name}
+	s := step{Op: opRemoveAddrs, Link: name, Ref: refOf(link)}
 	var doomed []netlink.Addr
 	for _, a := range addrs {
 		p, ok := prefixOf(a.IPNet)
@@ -194,15 +196,23 @@ func routeRecordOf(r netlink.Route) *routeRecord {
 	return &rr
 }
 
-// restoreAddresses puts back the addresses of s, removes the prefix routes
-// the kernel makes with them that did not exist before (ptp deletes them),
-// and puts back the routes of s, replacing those the kernel left without
-// their preferred source. It keeps going after an error and returns them
-// all.
-func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
+// restoreAddresses puts back the addresses of s onto link (the interface
+// s was journaled on, possibly renamed since) exactly as they were, a
+// broadcast address only where there was one; removes the prefix routes
+// the kernel makes with them that did not exist before (ptp deletes them);
+// and adds back the routes of s, next to any others of the same
+// destination (another interface's default route stays). It keeps going
+// after an error and returns them all.
+func restoreAddresses(h *netlink.Handle, link netlink.Link, s step, log *slog.Logger) error {
 	var errs []error
+	name := link.Attrs().Name
 	for _, a := range s.Addrs {
-		addr := &netlink.Addr{IPNet: ipNet(a.Prefix), Flags: a.Flags, Scope: a.Scope, Label: a.Label, Broadcast: addrIP(a.Broadcast)}
+		addr := &netlink.Addr{IPNet: ipNet(a.Prefix), Flags: a.Flags, Scope: a.Scope, Label: relabel(a.Label, s.Link, name), Broadcast: addrIP(a.Broadcast)}
+		if addr.Broadcast == nil && a.Prefix.Addr().Is4() {
+			// The netlink package makes one up for a nil broadcast
+			// address; the unspecified one means none.
+			addr.Broadcast = net.IPv4zero
+		}
 		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("adding back %s: %w", a.Prefix, err))
 		}
@@ -223,12 +233,7 @@ func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
 		return map[bool]int{false: 0, true: 1}[a.Gw.IsValid()] - map[bool]int{false: 0, true: 1}[b.Gw.IsValid()]
 	})
 	for _, r := range routes {
-		rt := &netlink.Route{
-			LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst), Gw: addrIP(r.Gw), Src: addrIP(r.Src),
-			Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Priority,
-			MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags,
-		}
-		if err := h.RouteReplace(rt); err != nil {
+		if err := restoreRoute(h, link, r, log); err != nil {
 			via := "on link"
 			if r.Gw.IsValid() {
 				via = "via " + r.Gw.String()
@@ -237,6 +242,57 @@ func restoreAddresses(h *netlink.Handle, link netlink.Link, s step) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// relabel returns the label of an address of the link that was called
+// was and now is: the default label (the link's name) and its aliases
+// ("eth0:1") follow a rename.
+func relabel(label, was, now string) string {
+	if rest, ok := strings.CutPrefix(label, was); ok && (rest == "" || rest[0] == ':') {
+		return now + rest
+	}
+	return label
+}
+
+// restoreRoute adds r back through link, without replacing any route: as
+// an add that creates (the way the CNI plugins add routes, so that a route
+// of another interface to the same destination stays). When the kernel
+// says it exists: an identical route is fine; the same route on link
+// stripped of something (the kernel drops the preferred source of an IPv6
+// route with the address) is made whole again; another one stays, with a
+// warning.
+func restoreRoute(h *netlink.Handle, link netlink.Link, r routeRecord, log *slog.Logger) error {
+	rt := &netlink.Route{
+		LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst), Gw: addrIP(r.Gw), Src: addrIP(r.Src),
+		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Priority,
+		MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags,
+	}
+	err := h.RouteAddEcmp(rt)
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	routes, lerr := nlretry.Dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	for _, e := range routes {
+		got := routeRecordOf(e)
+		if got == nil || got.Dst != r.Dst || got.Table != r.Table || got.Priority != r.Priority || got.Gw != r.Gw || got.Type != r.Type {
+			continue
+		}
+		if *got == r {
+			return nil // back already
+		}
+		if err := h.RouteDel(&e); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+		return h.RouteAddEcmp(rt)
+	}
+	log.Warn("a route of the destination netbridge moved to the guest exists already, with other attributes: left as it is",
+		"link", link.Attrs().Name, "dst", r.Dst, "gw", r.Gw)
+	return nil
 }
 
 // removeNewKernelRoutes deletes the kernel's prefix routes on link (main
@@ -288,7 +344,7 @@ func ignoreAddrGone(err error) error {
 
 // setMAC gives link a new MAC, journaling the old one.
 func (tx *txn) setMAC(link netlink.Link, mac net.HardwareAddr) error {
-	s := step{Op: opSetMAC, Link: link.Attrs().Name, MAC: MAC(link.Attrs().HardwareAddr), NewMAC: MAC(mac)}
+	s := step{Op: opSetMAC, Link: link.Attrs().Name, MAC: MAC(link.Attrs().HardwareAddr), NewMAC: MAC(mac), Ref: refOf(link)}
 	return tx.create(s, func() error { return tx.h.LinkSetHardwareAddr(link, mac) })
 }
 
@@ -301,7 +357,7 @@ func undoSetMAC(h *netlink.Handle, link netlink.Link, s step) error {
 
 // setMaster enslaves link to master, journaling it.
 func (tx *txn) setMaster(link, master netlink.Link) error {
-	s := step{Op: opSetMaster, Link: link.Attrs().Name, Master: master.Attrs().Name}
+	s := step{Op: opSetMaster, Link: link.Attrs().Name, Master: master.Attrs().Name, Ref: refOf(link)}
 	return tx.create(s, func() error { return tx.h.LinkSetMaster(link, master) })
 }
 

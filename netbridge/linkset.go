@@ -31,15 +31,19 @@ type linkSettings struct {
 	mac   net.HardwareAddr // unchanged when nil
 	mtu   int              // unchanged when 0
 	up    bool
+	// index, when set, selects the link by ifindex, and name renames it.
+	index int
 }
 
-// setLink applies s to the link called name, in one round trip instead of
-// one per attribute, through sock: a netlink route socket opened in the
+// setLink applies s to the link called name (with s.index, to the link of
+// that index, which it names name), in one round trip instead of one per
+// attribute, through sock: a netlink route socket opened in the
 // sandbox netns (a txn's).
 func setLink(sock map[int]*nl.SocketHandle, name string, s linkSettings) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	req.Sockets = sock
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(s.index)
 	if s.up {
 		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
 	}

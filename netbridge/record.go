@@ -3,6 +3,7 @@ package netbridge
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,6 +60,17 @@ type record struct {
 	// netnsGone is set by undo when the netns was nowhere to be found:
 	// its objects went with it, and only files were removed.
 	netnsGone bool
+
+	// log receives undo's warnings; nil logs nothing.
+	log *slog.Logger
+}
+
+// logger returns r's logger.
+func (r *record) logger() *slog.Logger {
+	if r.log != nil {
+		return r.log
+	}
+	return discard
 }
 
 // Step operations.
@@ -104,7 +116,44 @@ type step struct {
 	DevNum string `json:"devnum,omitempty"`
 	// Iface is the CNI interface whose wiring the step is part of.
 	Iface string `json:"iface,omitempty"`
-	Done  bool   `json:"done"`
+	// Ref identifies Link beyond its name: the CNI interface as it was
+	// when the step was journaled, or the link a create step made, once
+	// made. Undo follows it through a rename and leaves alone a link that
+	// merely took its name. Records of netbridge before version 1.1 (of
+	// the format) lack it; undo then takes the NICs' indexes.
+	Ref *linkRef `json:"ref,omitempty"`
+	// Tmp is the name a create-tap step creates its tap under, before
+	// the tap gets its tag and its name Link in one request: a tap of
+	// that name is ours even untagged (made by a setup interrupted in
+	// between).
+	Tmp string `json:"tmp,omitempty"`
+	// TxQLen is Link's txqueuelen before an add-qdisc step: the kernel
+	// raises a txqueuelen of 0 to 1000 when an ingress qdisc is added,
+	// and undo lowers it again.
+	TxQLen *int `json:"txqlen,omitempty"`
+	Done   bool `json:"done"`
+}
+
+// linkRef identifies a link of the sandbox netns: its ifindex, which the
+// kernel does not give to another link while it exists and keeps through
+// a rename or a move out and back, and, against a link of another netns
+// moved in under the same ifindex, its kind and parent (IFLA_LINK: a veth's
+// peer, a macvlan's lower device).
+type linkRef struct {
+	Index  int    `json:"index"`
+	Kind   string `json:"kind,omitempty"`
+	Parent int    `json:"parent,omitempty"`
+}
+
+func refOf(l netlink.Link) *linkRef {
+	a := l.Attrs()
+	return &linkRef{Index: a.Index, Kind: l.Type(), Parent: a.ParentIndex}
+}
+
+// is reports whether l is the link r identifies.
+func (r *linkRef) is(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.Index == r.Index && (r.Kind == "" || l.Type() == r.Kind) && (r.Parent == 0 || a.ParentIndex == r.Parent)
 }
 
 func (s step) String() string {
@@ -172,6 +221,14 @@ func (r *record) undo(h *netlink.Handle, n *netns.NS, id string) error {
 // undoWhere is undo for the steps match selects; the other steps stay in
 // the journal. h and n are the sandbox netns's handle and namespace.
 //
+// Each step's link is found by what identifies it (step.Ref, or for a
+// record of an older netbridge the NICs' indexes), not by its name alone:
+// a renamed CNI interface is followed, and a link that took its name after
+// it was deleted is left alone with a warning. A link a step created is
+// ours only with proof: our tag or link group, or the temporary name of a
+// tap being made; a link of its name without it is someone else's, even
+// when the step was not done.
+//
 // The links of ours go first, all at once: the kernel spends most of a
 // link's deletion (about 18 ms here) waiting for RCU grace periods, which
 // one batch shares, so that 16 taps go in about the time of one instead
@@ -180,48 +237,59 @@ func (r *record) undo(h *netlink.Handle, n *netns.NS, id string) error {
 // with them. The remaining steps (a MAC, addresses, a master, a qdisc on
 // the CNI interface) are then undone newest first, as recorded.
 func (r *record) undoWhere(h *netlink.Handle, n *netns.NS, id string, match func(step) bool) error {
-	var ours []step
+	links, err := nlretry.Dump(h.LinkList)
+	if err != nil {
+		return fmt.Errorf("listing links: %w", err)
+	}
+	u := newUndoer(r, h, id, links)
+	created := map[string]bool{} // the names create steps give their links
 	for _, s := range r.Journal {
-		if _, creates := ownedKinds[s.Op]; creates && match(s) {
-			ours = append(ours, s)
+		if _, creates := ownedKinds[s.Op]; creates {
+			created[s.Link] = true
 		}
 	}
-	gone := map[string]bool{}   // links deleted, or gone already, by name
-	failed := map[string]bool{} // links whose deletion failed
 	var errs []error
-	if len(ours) > 0 {
-		links, err := nlretry.Dump(h.LinkList)
-		if err != nil {
-			return fmt.Errorf("listing links: %w", err)
-		}
-		byName := map[string]netlink.Link{}
-		for _, l := range links {
-			byName[l.Attrs().Name] = l
-		}
-		var doomed []netlink.Link
-		for _, s := range ours {
-			switch l, ok := byName[s.Link]; {
-			case !ok:
-				gone[s.Link] = true // gone already, with what was on it
-			case isOurLink(l, id, s):
-				doomed = append(doomed, l)
-			}
-		}
-		for i, err := range deleteLinks(h, n, id, links, doomed) {
-			name := doomed[i].Attrs().Name
-			if err != nil {
-				errs = append(errs, fmt.Errorf("deleting %q: %w", name, err))
-				failed[name] = true
-				continue
-			}
-			gone[name] = true
-		}
-	}
-	// A filter on a qdisc netbridge added goes with the qdisc.
-	ourQdisc := map[string]bool{}
+	// Our links, found before any is deleted.
+	var ours []step
+	var doomed []netlink.Link
+	ourTap := map[string]netlink.Link{} // by interface: the tap made for it
 	for _, s := range r.Journal {
-		if s.Op == opQdisc && match(s) {
-			ourQdisc[s.Link] = true
+		if _, creates := ownedKinds[s.Op]; !creates || !match(s) {
+			continue
+		}
+		l := u.ownedLink(s)
+		if l == nil {
+			continue
+		}
+		if s.Op == opTap {
+			ourTap[s.Iface] = l
+		}
+		ours = append(ours, s)
+		doomed = append(doomed, l)
+	}
+	// Our filters on the CNI interfaces, found while the taps they
+	// redirect to exist.
+	filters := map[int][]netlink.Filter{} // by journal index
+	for i, s := range r.Journal {
+		if s.Op != opFilter || !match(s) || created[s.Link] {
+			continue
+		}
+		l := u.ifaceLink(s)
+		if l == nil {
+			continue
+		}
+		fs, err := ourFilters(h, l, s, ourTap[s.Iface])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
+			continue
+		}
+		filters[i] = fs
+	}
+	failed := map[string]bool{} // created links whose deletion failed, by step name
+	for i, err := range deleteLinks(h, n, id, links, doomed) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deleting %q: %w", doomed[i].Attrs().Name, err))
+			failed[ours[i].Link] = true
 		}
 	}
 	for i := len(r.Journal) - 1; i >= 0; i-- {
@@ -229,26 +297,20 @@ func (r *record) undoWhere(h *netlink.Handle, n *netns.NS, id string, match func
 		if !match(s) {
 			continue
 		}
-		if s.Op == opFilter && ourQdisc[s.Link] {
-			r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
-			continue
-		}
-		if _, creates := ownedKinds[s.Op]; creates || gone[s.Link] {
-			// A link deleted above, or one of that name that is not
-			// ours (left alone), or an object that went with a link;
-			// a link whose deletion failed stays recorded.
-			if !failed[s.Link] {
-				r.Journal = append(r.Journal[:i], r.Journal[i+1:]...)
-			}
-			continue
-		}
-		var err error
 		if s.Op == opDevice {
-			err = r.undoDevice(id, s)
-		} else {
-			err = undoStep(h, id, s)
-		}
-		if err != nil {
+			if err := r.undoDevice(id, s); err != nil {
+				errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
+				continue
+			}
+		} else if created[s.Link] {
+			// A link we created and deleted above, or one of that
+			// name that is not ours (left alone), or an object that
+			// went with such a link; a link whose deletion failed
+			// stays recorded.
+			if failed[s.Link] {
+				continue
+			}
+		} else if err := u.undoOnIface(s, filters[i], ourTap[s.Iface] != nil); err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
 			continue
 		}
@@ -256,6 +318,197 @@ func (r *record) undoWhere(h *netlink.Handle, n *netns.NS, id string, match func
 	}
 	return errors.Join(errs...)
 }
+
+// undoer resolves the links of a record's steps in its netns.
+type undoer struct {
+	r       *record
+	h       *netlink.Handle
+	id      string
+	byIndex map[int]netlink.Link
+	byName  map[string]netlink.Link
+	// legacy holds what identifies the interfaces and taps of a record
+	// whose steps have no Ref (an older netbridge's): their NICs'
+	// indexes, by name.
+	legacy map[string]*linkRef
+	told   map[string]bool // the links warned about already
+}
+
+func newUndoer(r *record, h *netlink.Handle, id string, links []netlink.Link) *undoer {
+	u := &undoer{r: r, h: h, id: id, byIndex: map[int]netlink.Link{}, byName: map[string]netlink.Link{}, legacy: map[string]*linkRef{}, told: map[string]bool{}}
+	for _, l := range links {
+		u.byIndex[l.Attrs().Index] = l
+		u.byName[l.Attrs().Name] = l
+	}
+	for _, nic := range r.Sandbox.NICs {
+		if nic.Index > 0 {
+			u.legacy[nic.Name] = &linkRef{Index: nic.Index, Kind: nic.Kind}
+		}
+		if nic.TapIndex > 0 && nic.Tap != nic.Name {
+			u.legacy[nic.Tap] = &linkRef{Index: nic.TapIndex}
+		}
+	}
+	return u
+}
+
+// warnOnce logs a warning about link name, once per undo.
+func (u *undoer) warnOnce(name, msg string, args ...any) {
+	if u.told[name] {
+		return
+	}
+	u.told[name] = true
+	u.r.logger().Warn(msg, append([]any{"link", name}, args...)...)
+}
+
+// ours reports whether l carries the proof of being a link of kind that
+// sandbox id made: our alias, or our link group (set in the request that
+// created it).
+func (u *undoer) ours(l netlink.Link, kind string) bool {
+	a := l.Attrs()
+	return a.Alias == ownerTag(u.id) || (a.Group == ownerGroup(u.id) && l.Type() == kind)
+}
+
+// ownedLink returns the link create step s made, nil when it is gone or
+// was never made: found by its recorded ifindex (through a rename), else
+// by its name, else by the temporary name of a tap being made. A link of
+// its name without our proof is someone else's: left alone, with a
+// warning.
+func (u *undoer) ownedLink(s step) netlink.Link {
+	kind := ownedKinds[s.Op]
+	ref := s.Ref
+	if ref == nil {
+		ref = u.legacy[s.Link]
+	}
+	if ref != nil {
+		if l := u.byIndex[ref.Index]; l != nil && l.Type() == kind && u.ours(l, kind) {
+			return l
+		}
+	}
+	l := u.byName[s.Link]
+	if l != nil && u.ours(l, kind) {
+		return l
+	}
+	if s.Tmp != "" {
+		if t := u.byName[s.Tmp]; t != nil && t.Type() == kind {
+			return t
+		}
+	}
+	if l != nil {
+		u.warnOnce(s.Link, "a link of the name netbridge gave its own carries no tag of this sandbox: someone else's, left alone; delete it yourself if it is a leftover",
+			"kind", l.Type(), "alias", l.Attrs().Alias, "group", l.Attrs().Group, "tag", ownerTag(u.id))
+	}
+	return nil
+}
+
+// ifaceLink returns the link (a CNI interface) step s changed, nil when
+// it is no longer in the netns. It is found by the identity the step
+// recorded, or for a record of an older netbridge by the NIC's, through
+// a rename; a link that took its name is not it, and is left alone with
+// a warning. A step of an older netbridge's record that neither has
+// applies to the link of its name, with a warning.
+func (u *undoer) ifaceLink(s step) netlink.Link {
+	ref := s.Ref
+	if ref == nil {
+		ref = u.legacy[s.Link]
+	}
+	if ref == nil {
+		l := u.byName[s.Link]
+		if l != nil {
+			u.warnOnce(s.Link, "the record, of an older netbridge, does not say which interface it changed beyond its name: restoring onto the link of that name, which may have been replaced since setup")
+		}
+		return l
+	}
+	if l := u.byIndex[ref.Index]; l != nil && ref.is(l) {
+		if name := l.Attrs().Name; name != s.Link && !u.told[s.Link] {
+			u.told[s.Link] = true
+			u.r.logger().Info("following the interface under its new name", "link", s.Link, "now", name, "ifindex", ref.Index)
+		}
+		return l
+	}
+	if other := u.byName[s.Link]; other != nil {
+		u.warnOnce(s.Link, "the interface netbridge changed was replaced by another link of its name: the recorded changes are dropped, and the new link is left alone",
+			"ifindex", ref.Index, "new_ifindex", other.Attrs().Index, "new_kind", other.Type())
+	} else if !u.told[s.Link] {
+		u.told[s.Link] = true
+		u.r.logger().Info("the interface netbridge changed is gone from the netns, with what was on it", "link", s.Link, "ifindex", ref.Index)
+	}
+	return nil
+}
+
+// undoOnIface undoes step s on a CNI interface: its link found by
+// identity (nothing to do when it is gone), filters the filters of ours
+// found on it (an add-filter step), tapOurs whether the tap of its
+// interface was found ours (which proves that a setup interrupted got as
+// far as its steps on the interface).
+func (u *undoer) undoOnIface(s step, filters []netlink.Filter, tapOurs bool) error {
+	switch s.Op {
+	case opSetMAC, opRemoveAddrs, opSetMaster, opKeepNeighbors, opQdisc, opFilter:
+	default:
+		return fmt.Errorf("unknown journal operation %q (state written by a newer netbridge?)", s.Op)
+	}
+	link := u.ifaceLink(s)
+	if link == nil {
+		return nil // gone, and with it everything on it
+	}
+	h := u.h
+	switch s.Op {
+	case opSetMAC:
+		return undoSetMAC(h, link, s)
+	case opRemoveAddrs:
+		return restoreAddresses(h, link, s, u.r.logger())
+	case opSetMaster:
+		return undoSetMaster(h, link, s)
+	case opKeepNeighbors:
+		return restoreNeighbors(h, link, s)
+	case opQdisc:
+		return u.undoQdisc(link, s, tapOurs)
+	case opFilter:
+		var errs []error
+		for _, f := range filters {
+			errs = append(errs, delFilter(h, f))
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// undoQdisc undoes an add-qdisc step on link, after our filters on it
+// went: the ingress qdisc goes only when it holds no filter of someone
+// else, and, for a step a crash left not done, only when the tap of the
+// interface exists (else the setup never got to the qdisc, which is
+// someone else's). Then a txqueuelen the kernel raised with the qdisc is
+// lowered again.
+func (u *undoer) undoQdisc(link netlink.Link, s step, tapOurs bool) error {
+	name := link.Attrs().Name
+	q, err := findIngress(u.h, link)
+	if err != nil || q == nil {
+		return err
+	}
+	if !s.Done && !tapOurs {
+		u.r.logger().Info("an ingress qdisc netbridge announced but never made: someone else's, left alone", "link", name)
+		return nil
+	}
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return u.h.FilterList(link, ingressParent) })
+	if err != nil {
+		return fmt.Errorf("listing the filters of %q: %w", name, err)
+	}
+	if len(fs) > 0 {
+		u.r.logger().Warn("kept the ingress qdisc netbridge added: it holds filters of someone else", "link", name, "filters", len(fs))
+		return nil
+	}
+	if err := ignoreNotFound(u.h.QdiscDel(q)); err != nil {
+		return err
+	}
+	if s.TxQLen != nil && *s.TxQLen == 0 && link.Attrs().TxQLen == defaultTxQLen {
+		if err := u.h.LinkSetTxQLen(link, 0); err != nil {
+			return fmt.Errorf("setting the txqueuelen of %q back to 0: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// defaultTxQLen is the txqueuelen the kernel gives a link of txqueuelen 0
+// when an ingress qdisc is added to it (DEFAULT_TX_QUEUE_LEN).
+const defaultTxQLen = 1000
 
 // maxDeleters bounds the netlink handles deleting links at once.
 const maxDeleters = 32
@@ -412,54 +665,4 @@ func nodeCheck(s step) (func(macvtap.Device) error, error) {
 		}
 		return nil
 	}, nil
-}
-
-func undoStep(h *netlink.Handle, id string, s step) error {
-	link, err := h.LinkByName(s.Link)
-	if err != nil {
-		if errors.As(err, new(netlink.LinkNotFoundError)) {
-			return nil // gone, and with it everything on it
-		}
-		return err
-	}
-	switch s.Op {
-	case opTap, opBridge, opMacvtap:
-		if !isOurLink(link, id, s) {
-			return nil // someone else's link of that name: not ours to delete
-		}
-		return ignoreNotFound(h.LinkDel(link))
-	case opSetMAC:
-		return undoSetMAC(h, link, s)
-	case opRemoveAddrs:
-		return restoreAddresses(h, link, s)
-	case opSetMaster:
-		return undoSetMaster(h, link, s)
-	case opKeepNeighbors:
-		return restoreNeighbors(h, link, s)
-	case opQdisc:
-		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
-		if err != nil {
-			return err
-		}
-		for _, q := range qs {
-			if _, ok := q.(*netlink.Ingress); ok {
-				return ignoreNotFound(h.QdiscDel(q))
-			}
-		}
-		return nil
-	case opFilter:
-		return delPriority(h, link, s.Parent, s.Prio)
-	}
-	return fmt.Errorf("unknown journal operation %q (state written by a newer netbridge?)", s.Op)
-}
-
-// isOurLink reports whether link is the one journal step s of sandbox id
-// created: tagged with our alias, or, for a step interrupted before the tag
-// was set, an untagged link of the kind the step creates (the name was free
-// when the step began, and creation is exclusive).
-func isOurLink(link netlink.Link, id string, s step) bool {
-	if link.Attrs().Alias == ownerTag(id) {
-		return true
-	}
-	return !s.Done && link.Type() == ownedKinds[s.Op] && link.Attrs().Alias == ""
 }

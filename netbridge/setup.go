@@ -2,6 +2,8 @@ package netbridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +48,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	if old != nil {
+		old.log = log
 		if old.Phase == phaseReady && old.NetnsID == n.ID() && old.Request.equal(req) {
 			sb, err := reuse(n, old, cfg)
 			if err == nil {
@@ -75,6 +78,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 		NetnsID: n.ID(),
 		Request: req,
 		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}, DNS: dns},
+		log:     log,
 	}
 	rec.NetnsCookie = netnsCookie(n)
 	var sb *Sandbox
@@ -203,13 +207,16 @@ func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
 // An entry left not done by a crash may or may not have its object, and
 // undo handles both.
 func (tx *txn) create(s step, fn func() error) error {
-	return tx.createAll(planned{s, fn})
+	return tx.createAll(planned{s: s, fn: fn})
 }
 
 // planned is a step and the function that creates its object.
 type planned struct {
 	s  step
 	fn func() error
+	// made, when set, completes the journal entry once fn succeeded
+	// (with the identity of what it made); the next write carries it.
+	made func(*step)
 }
 
 // createAll is create for several steps journaled at once: one write of
@@ -252,6 +259,9 @@ func (tx *txn) createSteps(steps []planned) (int, error) {
 			return i, fmt.Errorf("%s: %w", p.s, err)
 		}
 		afterStep(k + 1)
+		if p.made != nil {
+			p.made(&tx.rec.Journal[k])
+		}
 		tx.rec.Journal[k].Done = true
 		tx.log.Debug("done", "step", p.s.String(), "elapsed", time.Since(tx.start))
 	}
@@ -442,13 +452,15 @@ func (tx *txn) nameFree(name, ifname string) error {
 // one journaled step.
 func (tx *txn) createLink(op string, link netlink.Link) error {
 	name := link.Attrs().Name
-	link.Attrs().Group = ownerGroup(tx.id) // in the group from the start
-	return tx.create(step{Op: op, Link: name}, func() error {
+	link.Attrs().Group = ownerGroup(tx.id) // in the group from the start: our proof
+	return tx.createAll(planned{s: step{Op: op, Link: name}, fn: func() error {
 		if err := tx.h.LinkAdd(link); err != nil {
 			return err
 		}
 		return tx.tag(name)
-	})
+	}, made: func(s *step) {
+		s.Ref = &linkRef{Index: link.Attrs().Index, Kind: ownedKinds[op], Parent: link.Attrs().ParentIndex}
+	}})
 }
 
 // tag sets our alias and link group on the link just created as name; on
@@ -493,25 +505,40 @@ func (tx *txn) tapStep(nic *NIC) (planned, error) {
 		return planned{}, err
 	}
 	nic.TapMAC = tx.deriveMAC(nic.Name, "tap")
-	return planned{step{Op: opTap, Link: nic.Tap, Iface: tx.iface}, func() error {
-		fs, err := tap.Create(tap.Config{Name: nic.Tap, Queues: nic.Queues, VnetHdr: true, Owner: tx.cfg.TapOwner, Group: tx.cfg.TapGroup, Persist: true})
+	tmp := tmpTapName(tx.id, nic.Tap)
+	s := step{Op: opTap, Link: nic.Tap, Iface: tx.iface, Tmp: tmp}
+	return planned{s: s, fn: func() error {
+		// A tap cannot be tagged when it is created: it is made under a
+		// name of ours, then tagged and named in one request, so that a
+		// link of its name is never ours untagged.
+		fs, err := tap.Create(tap.Config{Name: tmp, Queues: nic.Queues, VnetHdr: true, Owner: tx.cfg.TapOwner, Group: tx.cfg.TapGroup, Persist: true})
 		if err != nil {
 			return err
 		}
-		if err := tx.setOwned(nic.Tap, linkSettings{mac: net.HardwareAddr(nic.TapMAC), mtu: nic.MTU, up: true}); err != nil {
-			closeFiles(fs)
-			return err
-		}
-		link, err := tx.h.LinkByName(nic.Tap)
+		link, err := tx.h.LinkByName(tmp)
 		if err != nil {
 			closeFiles(fs)
-			_ = tx.h.LinkDel(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: nic.Tap}})
+			_ = tx.h.LinkDel(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: tmp}})
 			return fmt.Errorf("looking up the new tap: %w", err)
 		}
 		nic.TapIndex = link.Attrs().Index
+		settings := linkSettings{alias: ownerTag(tx.id), group: ownerGroup(tx.id), mac: net.HardwareAddr(nic.TapMAC), mtu: nic.MTU, up: true, index: nic.TapIndex}
+		if err := setLink(tx.sock, nic.Tap, settings); err != nil {
+			closeFiles(fs)
+			_ = tx.h.LinkDel(link)
+			return fmt.Errorf("configuring the new tap as %q: %w", nic.Tap, err)
+		}
 		nic.Files = fs // kept by tapCreated only with HoldFDs
 		return nil
-	}}, nil
+	}, made: func(s *step) { s.Ref = &linkRef{Index: nic.TapIndex, Kind: kindTuntap} }}, nil
+}
+
+// tmpTapName is the name the tap called name of sandbox id is created
+// under, before it is tagged: "nbt" and 12 hex digits of a hash of both,
+// a name nobody else gives a link.
+func tmpTapName(id, name string) string {
+	sum := sha256.Sum256([]byte(id + "\x00" + name))
+	return "nbt" + hex.EncodeToString(sum[:6])
 }
 
 // tapCreated finishes nic once its tap exists: it keeps the queues open

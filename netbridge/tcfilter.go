@@ -3,6 +3,7 @@ package netbridge
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -56,16 +57,57 @@ func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
 		return nil, err
 	}
 	steps := []planned{tapStep}
+	var ref *linkRef
+	txqlen := -1
+	if i := slices.IndexFunc(tx.ifs, func(i Interface) bool { return i.Index == nic.Index }); i >= 0 {
+		ref, txqlen = tx.ifs[i].ref, tx.ifs[i].txqlen
+	}
 	switch q, err := tx.ingressOf(nic.Name, nic.Index); {
 	case err != nil:
 		return nil, err
-	case q == nil: // else reused, and left in place at teardown
-		steps = append(steps, tx.ingressStep(nic.Name, &nic.Index))
+	case q == nil:
+		s := tx.ingressStep(nic.Name, &nic.Index)
+		s.s.Ref = ref
+		if txqlen >= 0 {
+			s.s.TxQLen = &txqlen
+		}
+		steps = append(steps, s)
+	default: // reused, and left in place at teardown
+		if err := tx.priorityFree(nic.Name, nic.Index); err != nil {
+			return nil, err
+		}
 	}
+	redirect := tx.redirectStep(nic.Name, &nic.Index, &nic.TapIndex)
+	redirect.s.Ref = ref
 	return append(steps,
-		tx.redirectStep(nic.Name, &nic.Index, &nic.TapIndex),
+		redirect,
 		tx.ingressStep(nic.Tap, &nic.TapIndex), // a new tap has none
 		tx.redirectStep(nic.Tap, &nic.TapIndex, &nic.Index)), nil
+}
+
+// ErrFilterPriorityTaken reports that the ingress qdisc of an interface
+// holds a filter of someone else at FilterPriority, which netbridge keeps
+// for its redirect.
+var ErrFilterPriorityTaken = errors.New("tc filter priority taken")
+
+// priorityFree checks that the ingress qdisc of interface name (of index
+// index) holds no filter at FilterPriority: netbridge's filter would join
+// one of protocol all and be torn down with it, and the kernel refuses it
+// next to one of another protocol.
+func (tx *txn) priorityFree(name string, index int) error {
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) {
+		return tx.h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, ingressParent)
+	})
+	if err != nil {
+		return fmt.Errorf("listing the filters of %q: %w", name, err)
+	}
+	for _, f := range fs {
+		if f.Attrs().Priority == FilterPriority {
+			return fmt.Errorf("%w: the ingress qdisc of %q holds a %s filter at priority %d, which netbridge keeps for its redirect; delete it (tc filter del dev %s ingress prio %d) or move it to another priority",
+				ErrFilterPriorityTaken, name, f.Type(), FilterPriority, name, FilterPriority)
+		}
+	}
+	return nil
 }
 
 func (tcfilter) check(c *checker, nic *NIC) {
@@ -77,7 +119,7 @@ func (tcfilter) check(c *checker, nic *NIC) {
 // ingressStep is the step adding an ingress qdisc to link name, whose
 // index *index holds by the time the step runs.
 func (tx *txn) ingressStep(name string, index *int) planned {
-	return planned{step{Op: opQdisc, Link: name, Iface: tx.iface}, func() error {
+	return planned{s: step{Op: opQdisc, Link: name, Iface: tx.iface}, fn: func() error {
 		return tx.h.QdiscAdd(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: *index,
 			Parent:    netlink.HANDLE_INGRESS,
@@ -134,7 +176,7 @@ func ingressIn(qs []netlink.Qdisc, name string, index int) (netlink.Qdisc, error
 // kernels without it. The choice is made once per sandbox.
 func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
 	s := step{Op: opFilter, Link: src, Parent: ingressParent, Prio: FilterPriority, Iface: tx.iface}
-	return planned{s, func() error {
+	return planned{s: s, fn: func() error {
 		if tx.rec.Classifier != "" {
 			return tx.h.FilterAdd(redirectFilter(tx.rec.Classifier, *srcIndex, *dstIndex))
 		}
@@ -167,30 +209,50 @@ func redirectFilter(classifier string, src, dst int) netlink.Filter {
 	return &netlink.U32{FilterAttrs: attrs, Actions: redirect}
 }
 
-// delPriority removes every filter of one priority from a link's qdisc, the
-// way "tc filter del dev LINK parent P prio N" does. The kernel wants the
-// classifier kind of that priority named, so it is taken from the listing.
-func delPriority(h *netlink.Handle, link netlink.Link, parent uint32, prio uint16) error {
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, parent) })
+// ourFilters returns the filters of add-filter step s on link, a CNI
+// interface, that are netbridge's: at the step's priority, of protocol
+// all, matching every frame and redirecting it to tap, the tap made for
+// the interface (nil when it is not there: then to a link gone since).
+// Filters of someone else are not, at our priority too.
+func ourFilters(h *netlink.Handle, link netlink.Link, s step, tap netlink.Link) ([]netlink.Filter, error) {
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, s.Parent) })
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listing the filters of %q: %w", link.Attrs().Name, err)
 	}
+	target := 0
+	if tap != nil {
+		target = tap.Attrs().Index
+	}
+	var ours []netlink.Filter
 	for _, f := range fs {
 		a := f.Attrs()
-		if a.Priority != prio {
+		if a.Priority != s.Prio || a.Protocol != unix.ETH_P_ALL {
 			continue
 		}
-		return ignoreNotFound(h.FilterDel(&netlink.GenericFilter{
-			FilterAttrs: netlink.FilterAttrs{LinkIndex: a.LinkIndex, Parent: parent, Priority: prio, Protocol: a.Protocol},
-			FilterType:  f.Type(),
-		}))
+		if to, ok := mirredTarget(f); !ok || to != target {
+			continue
+		}
+		if u, ok := f.(*netlink.U32); ok && (u.Sel == nil || len(u.Sel.Keys) != 1 || u.Sel.Keys[0].Mask != 0) {
+			continue
+		}
+		ours = append(ours, f)
 	}
-	return nil
+	return ours, nil
 }
 
-// redirectTarget returns the ifindex a filter's mirred action redirects to
-// (egress), or 0.
-func redirectTarget(f netlink.Filter) int {
+// delFilter deletes the one filter f, by its handle.
+func delFilter(h *netlink.Handle, f netlink.Filter) error {
+	a := f.Attrs()
+	return ignoreNotFound(h.FilterDel(&netlink.GenericFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: a.LinkIndex, Parent: a.Parent, Priority: a.Priority, Protocol: a.Protocol, Handle: a.Handle},
+		FilterType:  f.Type(),
+	}))
+}
+
+// mirredTarget returns the ifindex the egress redirect of a filter's
+// mirred action goes to (0 when that link is gone), and whether it has
+// one.
+func mirredTarget(f netlink.Filter) (int, bool) {
 	var actions []netlink.Action
 	switch f := f.(type) {
 	case *netlink.U32:
@@ -200,8 +262,15 @@ func redirectTarget(f netlink.Filter) int {
 	}
 	for _, a := range actions {
 		if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR {
-			return m.Ifindex
+			return m.Ifindex, true
 		}
 	}
-	return 0
+	return 0, false
+}
+
+// redirectTarget returns the ifindex a filter's mirred action redirects to
+// (egress), or 0.
+func redirectTarget(f netlink.Filter) int {
+	to, _ := mirredTarget(f)
+	return to
 }

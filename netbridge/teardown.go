@@ -44,6 +44,7 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir(), "elapsed", time.Since(start))
 		return nil
 	}
+	rec.log = log
 	objects := len(rec.Journal)
 	if err := undoRecord(st, id, rec); err != nil {
 		return fmt.Errorf("tearing down sandbox %q: %w", id, err)

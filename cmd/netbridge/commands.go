@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -205,6 +206,9 @@ func runTeardown(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
+	// Warnings (a replaced interface left alone, a link of our name that
+	// is not ours) go to standard error.
+	ctx = netbridge.ContextWithLogger(ctx, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	return netbridge.Teardown(ctx, sf.stateDir, id)
 }
 

@@ -39,7 +39,8 @@ const settleTimeout = 5 * time.Second
 //     parent), MAC, MTU, txqueuelen, up or down (administrative state),
 //     master and alias.
 //   - addr: every address of every family, including the IPv6 link-local
-//     ones, with scope and flags, without lifetimes and without the
+//     ones, with scope and flags, an IPv4 address with its broadcast
+//     address (brd=- when it has none), without lifetimes and without the
 //     transient DAD flags (tentative, optimistic).
 //   - route: every route of every table (main, local and others), with
 //     type, protocol, scope, destination, gateway, device, preferred source,
@@ -332,6 +333,15 @@ func addrLine(a netlink.Addr, names map[int]string) string {
 			flags = append(flags, f.name)
 		}
 	}
+	brd := ""
+	if family == "inet" {
+		// An IPv4 address may have a broadcast address or none; both
+		// are kept as they were by an exact restore.
+		brd = " brd=-"
+		if a.Broadcast != nil && !a.Broadcast.IsUnspecified() {
+			brd = " brd=" + a.Broadcast.String()
+		}
+	}
 	extra := ""
 	if a.Peer != nil {
 		extra += " peer=" + a.Peer.String()
@@ -339,8 +349,8 @@ func addrLine(a netlink.Addr, names map[int]string) string {
 	if a.Label != "" && a.Label != nameOf(names, a.LinkIndex) {
 		extra += " label=" + a.Label
 	}
-	return fmt.Sprintf("addr %s %s %s scope=%s flags=%s%s",
-		nameOf(names, a.LinkIndex), family, a.IPNet, netlink.Scope(a.Scope), orDash(strings.Join(flags, ",")), extra)
+	return fmt.Sprintf("addr %s %s %s%s scope=%s flags=%s%s",
+		nameOf(names, a.LinkIndex), family, a.IPNet, brd, netlink.Scope(a.Scope), orDash(strings.Join(flags, ",")), extra)
 }
 
 var routeTypes = map[int]string{

@@ -55,6 +55,8 @@ func TestSnapshotBeforeAfter(t *testing.T) {
 		AddAddr(t, pod, "eth0", "198.51.100.2/24")
 		AddRoute(t, pod, "eth0", "default", "198.51.100.1")
 		AddRoute(t, pod, "eth1", "203.0.113.0/24", "")
+		Exec(t, pod, "ip", "addr", "add", "192.0.2.5/24", "dev", "eth1")
+		Exec(t, pod, "ip", "link", "set", "eth1", "txqueuelen", "0")
 		AddNeigh(t, node, "veth-node", "198.51.100.2", "02:00:00:00:00:02")
 		addIngressRedirect(t, node, "veth-node", "veth-b")
 
@@ -67,7 +69,7 @@ func TestSnapshotBeforeAfter(t *testing.T) {
 		for _, want := range []string{
 			"+link veth-node kind=veth mac=",
 			" mtu=1400 txqlen=1000 up master=- alias=-",
-			"+addr veth-node inet 198.51.100.1/24 scope=universe flags=permanent",
+			"+addr veth-node inet 198.51.100.1/24 brd=198.51.100.255 scope=universe flags=permanent",
 			"+addr veth-node inet6 2001:db8:7::1/64 scope=universe flags=nodad,permanent",
 			"+addr veth-node inet6 fe80::",
 			"+route inet table=local local 198.51.100.1/32 proto=kernel scope=host dev=veth-node",
@@ -87,6 +89,9 @@ func TestSnapshotBeforeAfter(t *testing.T) {
 		for _, want := range []string{
 			"+route inet table=main unicast 0.0.0.0/0 proto=boot scope=universe dev=eth0 gw=198.51.100.1 src=- metric=0",
 			"+route inet table=main unicast 203.0.113.0/24 proto=boot scope=link dev=eth1 gw=- src=- metric=0",
+			"+addr eth1 inet 192.0.2.5/24 brd=- scope=universe flags=permanent",
+			"+addr eth0 inet 198.51.100.2/24 brd=198.51.100.255 scope=universe",
+			" mtu=1500 txqlen=0 up master=- alias=-",
 		} {
 			if d := Diff(podBefore, podMid); !strings.Contains(d, want) {
 				t.Errorf("pod diff lacks %q:\n%s", want, d)

@@ -1,0 +1,83 @@
+package netbridge
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+func TestLinkRefIs(t *testing.T) {
+	veth := func(index, peer int) netlink.Link {
+		return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: index, ParentIndex: peer, Name: "whatever"}}
+	}
+	ref := &linkRef{Index: 2, Kind: "veth", Parent: 57}
+	for _, c := range []struct {
+		name string
+		l    netlink.Link
+		want bool
+	}{
+		{"same, renamed or not", veth(2, 57), true},
+		{"another ifindex", veth(3, 57), false},
+		{"moved in under the same ifindex, another peer", veth(2, 58), false},
+		{"another kind", &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: 2, ParentIndex: 57}}, false},
+	} {
+		if got := ref.is(c.l); got != c.want {
+			t.Errorf("%s: is = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// An older record's identity (a NIC's index and kind) has no parent.
+	if !(&linkRef{Index: 2, Kind: "veth"}).is(veth(2, 99)) {
+		t.Error("a ref without parent should match on ifindex and kind")
+	}
+}
+
+func TestRelabel(t *testing.T) {
+	for _, c := range [][4]string{
+		{"eth0", "eth0", "eth9", "eth9"},
+		{"eth0:1", "eth0", "eth9", "eth9:1"},
+		{"eth01", "eth0", "eth9", "eth01"},
+		{"", "eth0", "eth9", ""},
+		{"mine", "eth0", "eth9", "mine"},
+	} {
+		if got := relabel(c[0], c[1], c[2]); got != c[3] {
+			t.Errorf("relabel(%q, %q, %q) = %q, want %q", c[0], c[1], c[2], got, c[3])
+		}
+	}
+}
+
+func TestTmpTapName(t *testing.T) {
+	a, b := tmpTapName("pod1", "nb-eth0"), tmpTapName("pod2", "nb-eth0")
+	if a == b || a == tmpTapName("pod1", "nb-net1") || a != tmpTapName("pod1", "nb-eth0") {
+		t.Errorf("temporary names not one per sandbox and tap: %q %q", a, b)
+	}
+	if err := validLinkName(a); err != nil || !strings.HasPrefix(a, "nbt") {
+		t.Errorf("temporary name %q: %v", a, err)
+	}
+}
+
+// TestStepWithoutNewFields: a step of the previous format (no ref, tmp,
+// txqlen) reads with them absent, and a step of this one keeps them.
+func TestStepWithoutNewFields(t *testing.T) {
+	var old step
+	if err := json.Unmarshal([]byte(`{"op":"add-qdisc","link":"eth0","iface":"eth0","done":true}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Ref != nil || old.Tmp != "" || old.TxQLen != nil {
+		t.Errorf("old step read as %+v", old)
+	}
+	zero := 0
+	s := step{Op: opQdisc, Link: "eth0", Ref: &linkRef{Index: 2, Kind: "veth", Parent: 7}, TxQLen: &zero, Done: true}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back step
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if *back.Ref != *s.Ref || back.TxQLen == nil || *back.TxQLen != 0 {
+		t.Errorf("step %s read back as %+v", b, back)
+	}
+}
