@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +56,8 @@ type Containerd struct {
 	cmd      *exec.Cmd
 	crictl   string
 	crictlCf string
-	netns    []string // pod netns paths seen, removed at cleanup
+	mu       sync.Mutex
+	netns    []string // pod netns paths seen, removed at cleanup (under mu)
 	// madeRunDir is set when /run/containerd did not exist before this
 	// daemon: its shims make their sockets in /run/containerd/s whatever
 	// the configuration says, and the cleanup removes the empty tree.
@@ -278,7 +280,9 @@ func (c *Containerd) RunPod(p PodConfig) (*Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
 	c.netns = append(c.netns, pod.Netns)
+	c.mu.Unlock()
 	return pod, nil
 }
 
