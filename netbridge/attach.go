@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 )
@@ -255,7 +256,7 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 // last interface. It is idempotent: an id or interface with nothing
 // recorded, or whose netns is gone, succeeds without doing anything.
 func Detach(ctx context.Context, stateDir, id, ifname string) error {
-	if err := validLinkName(ifname); err != nil {
+	if err := linkname.Check(ifname); err != nil {
 		return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
 	}
 	start := time.Now()

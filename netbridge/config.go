@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -96,7 +97,7 @@ func (c *Config) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, n := range c.Interfaces {
-		if err := validLinkName(n); err != nil {
+		if err := linkname.Check(n); err != nil {
 			return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
 		}
 		if seen[n] {
@@ -108,7 +109,7 @@ func (c *Config) validate() error {
 		if len(c.Interfaces) != 1 {
 			return fmt.Errorf("%w: a tap name (%q) needs exactly one interface named, not %d", ErrInvalidConfig, c.TapName, len(c.Interfaces))
 		}
-		if err := validLinkName(c.TapName); err != nil {
+		if err := linkname.Check(c.TapName); err != nil {
 			return fmt.Errorf("%w: tap name: %w", ErrInvalidConfig, err)
 		}
 		if c.TapName == c.Interfaces[0] {
