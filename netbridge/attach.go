@@ -58,7 +58,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	if rec != nil && rec.Mode != modeAttach {
-		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrInvalidConfig, cfg.ID)
+		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrModeConflict, cfg.ID)
 	}
 	if rec != nil && rec.NetnsID != n.ID() {
 		// Attached in a netns that is gone or was replaced: its objects
@@ -130,6 +130,14 @@ func (tx *txn) attach() (*Sandbox, error) {
 		}
 		todo = append(todo, name)
 	}
+	if len(redo) > 0 && len(todo) > 0 {
+		// Decide the new request before undoing anything: one that cannot
+		// be wired leaves the interfaces as they are.
+		undo := func(s step) bool { return redo[s.Iface] }
+		if err := precheck(tx.h, tx.cfg, tx.req, todo, tx.st, rec, true, undo); err != nil {
+			return nil, err
+		}
+	}
 	if len(redo) > 0 {
 		err := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return redo[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
@@ -195,23 +203,22 @@ func (tx *txn) attachNew(names []string) error {
 		}
 		return errors.Join(err, uerr, tx.saveOrRemove())
 	}
-	ifs, err := discover(tx.h)
+	v, err := discover(tx.h)
 	if err != nil {
 		return fail(err)
 	}
-	tx.ifs = ifs
-	ch := &chooser{requested: tx.req.Model}
-	if err := selectInterfaces(ifs, names, ch.supports); err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	tx.ifs, tx.qdiscs = v.ifs, v.qdiscs
+	d, err := decide(v, tx.cfg, tx.req, names, tx.st, nil)
+	if err != nil {
+		return fail(err)
 	}
 	tx.macs = map[string]bool{}
-	for _, i := range ifs {
+	for _, i := range v.ifs {
 		tx.macs[i.MAC.String()] = true
 	}
-	attach := slices.DeleteFunc(slices.Clone(ifs), func(i Interface) bool { return !i.Attach })
 	// Each request is recorded first, so that an interrupted attach is
 	// known by its network too (Collect).
-	nics, err := tx.wireAll(ch, attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
+	nics, err := tx.wireAll(d.ch, d.attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
 	if err != nil {
 		return fail(err)
 	}
@@ -271,7 +278,7 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 		return nil
 	}
 	if rec.Mode != modeAttach {
-		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrInvalidConfig, id)
+		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
 	}
 	if err := detachLocked(st, rec, id, ifname); err != nil {
 		return err

@@ -13,6 +13,12 @@ import (
 // nothing was changed. The CLI exits 2 on it.
 var ErrInvalidConfig = errors.New("invalid configuration")
 
+// ErrModeConflict reports a sandbox wired in the other mode: Setup of a
+// sandbox whose interfaces were attached one by one (Attach), or Attach or
+// Detach of a sandbox set up as a whole (Setup). Nothing was changed. It
+// wraps ErrInvalidConfig.
+var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", ErrInvalidConfig)
+
 // Vhost choices.
 const (
 	VhostOff  = "off"  // never use vhost-net (the default)

@@ -32,8 +32,14 @@ func nameFor(prefix, ifname string) string {
 // interface ifname (the tap, or the macvtap): the name the request gives,
 // or the one nameFor derives.
 func (tx *txn) deviceName(prefix, ifname string) string {
-	if tx.req.TapName != "" {
-		return tx.req.TapName
+	return deviceName(tx.req, prefix, ifname)
+}
+
+// deviceName is the name of the device the hypervisor opens for interface
+// ifname, wired as req asks.
+func deviceName(req request, prefix, ifname string) string {
+	if req.TapName != "" {
+		return req.TapName
 	}
 	return nameFor(prefix, ifname)
 }

@@ -27,11 +27,17 @@ const MaxLen = 15
 // ErrInvalid is the cause of every error Check returns.
 var ErrInvalid = errors.New("invalid interface name")
 
-// Error says why a name cannot be used. It wraps ErrInvalid.
+// ErrNotUTF8 is also the cause of the error of a name that the kernel
+// takes but that is not valid UTF-8.
+var ErrNotUTF8 = errors.New("interface name not valid UTF-8")
+
+// Error says why a name cannot be used. It wraps ErrInvalid, and
+// ErrNotUTF8 when that is why.
 type Error struct {
 	Name string
 	// Why completes "name NAME ...".
-	Why string
+	Why     string
+	notUTF8 bool
 }
 
 func (e *Error) Error() string {
@@ -41,8 +47,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("name %q %s", e.Name, e.Why)
 }
 
-// Unwrap returns ErrInvalid.
-func (e *Error) Unwrap() error { return ErrInvalid }
+// Unwrap returns ErrInvalid, and ErrNotUTF8 when that is why.
+func (e *Error) Unwrap() []error {
+	if e.notUTF8 {
+		return []error{ErrInvalid, ErrNotUTF8}
+	}
+	return []error{ErrInvalid}
+}
 
 // Check reports why name cannot name an interface netbridge works with, or
 // nil. The error is an *Error; its message starts with "name", so that a
@@ -58,7 +69,7 @@ func Check(name string) error {
 	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
 		return &Error{Name: name, Why: "is not a valid interface name (it must not contain '/', ':', white space or NUL)"}
 	case !utf8.ValidString(name):
-		return &Error{Name: name, Why: "is not valid UTF-8 (netbridge records interface names as JSON text, which cannot carry other bytes); rename the interface"}
+		return &Error{Name: name, Why: "is not valid UTF-8 (netbridge records interface names as JSON text, which cannot carry other bytes); rename the interface", notUTF8: true}
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ func TestCheck(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalid) {
 			t.Errorf("Check(%q) = %v, want an ErrInvalid saying %q", c.name, err, c.want)
 		}
+		if notUTF8 := c.want == "not valid UTF-8"; err != nil && errors.Is(err, ErrNotUTF8) != notUTF8 {
+			t.Errorf("Check(%q): errors.Is(ErrNotUTF8) = %t, want %t", c.name, !notUTF8, notUTF8)
+		}
 		if err != nil && !utf8.ValidString(err.Error()) {
 			t.Errorf("Check(%q): the message is not valid UTF-8: %q", c.name, err.Error())
 		}
