@@ -32,13 +32,17 @@ const ModelMixed = "mixed"
 //
 // Attach is idempotent per interface: an interface already wired as asked
 // is kept as it is; one wired differently, or whose wiring is broken, is
-// undone and wired again. Steps left by an attach that crashed are undone
-// first. On failure, what this call did is undone and the interfaces
-// attached before stay wired. It returns the whole sandbox; when
-// cfg.HoldFDs is set, only the NICs of this call hold files.
+// undone and wired again, once the new request was checked against the
+// netns as that undo will leave it (a request that cannot be wired leaves
+// the interface wired as it was). Steps left by an attach that crashed are
+// undone first. On failure, what this call did is undone and the
+// interfaces attached before stay wired. It returns the whole sandbox;
+// when cfg.HoldFDs is set, only the NICs of this call hold files. An
+// interface that netbridge wired for another sandbox is refused with a
+// *TakenError.
 //
 // A sandbox set up as a whole by Setup cannot take interfaces one by one:
-// Attach refuses it with ErrInvalidConfig.
+// Attach refuses it with ErrModeConflict (an ErrInvalidConfig).
 func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", ErrInvalidConfig)
@@ -261,7 +265,9 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 // Detach undoes the wiring of interface ifname of sandbox id, attached by
 // Attach, and leaves its other interfaces alone; the record goes with the
 // last interface. It is idempotent: an id or interface with nothing
-// recorded, or whose netns is gone, succeeds without doing anything.
+// recorded, or whose netns is gone, succeeds without doing anything. A
+// sandbox set up as a whole by Setup is refused with ErrModeConflict (an
+// ErrInvalidConfig), and left as it is.
 func Detach(ctx context.Context, stateDir, id, ifname string) error {
 	if err := linkname.Check(ifname); err != nil {
 		return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
