@@ -155,7 +155,38 @@ func begin(ctx context.Context, cfg Config) (*call, error) {
 		st.Release(lock, cfg.ID)
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if err := lockNetns(ctx, n); err != nil {
+		n.Close()
+		st.Release(lock, cfg.ID)
+		return nil, err
+	}
 	return &call{st: st, lock: lock, id: cfg.ID, n: n, req: cfg.request(vhost)}, nil
+}
+
+// netnsLockPoll bounds the wait between two tries of lockNetns.
+const netnsLockPoll = 20 * time.Millisecond
+
+// lockNetns takes an exclusive flock on the open netns n (the namespace's
+// own inode, whichever path named it), which every Setup and Attach in
+// that netns takes, whatever its sandbox and state directory: deciding
+// that an interface is free and wiring it are then one step, and two
+// sandboxes cannot both take one interface. Closing n releases it. It
+// waits until ctx is done. A kernel that cannot lock the namespace file
+// leaves it unlocked, as before.
+func lockNetns(ctx context.Context, n *netns.NS) error {
+	delay := time.Millisecond
+	for {
+		err := unix.Flock(n.Fd(), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another netbridge setting up in netns %q: %w", n.Path(), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, netnsLockPoll)
+	}
 }
 
 // run runs fn on a thread inside the netns, with a transaction on rec and
