@@ -552,14 +552,16 @@ func decide(v *netnsView, cfg Config, req request, names []string, st *state.Sto
 // precheck decides a request of sandbox cfg.ID, through h, against its
 // netns as it will be once the steps of rec that undo selects are undone,
 // before that undo changes anything: the links those steps made are taken
-// as gone, and the addresses they moved to the guest as back. sameNetns
-// says that rec was made in this netns (else its steps are elsewhere).
+// as gone, with the filters of our priority on the links whose filters or
+// ingress qdisc they remove, and the addresses they moved to the guest as
+// back. sameNetns says that rec was made in this netns (else its steps
+// are elsewhere).
 func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *state.Store, rec *record, sameNetns bool, undo func(step) bool) error {
 	v, err := discover(h)
 	if err != nil {
 		return err
 	}
-	gone := map[string]bool{}
+	gone, filtersGone := map[string]bool{}, map[string]bool{}
 	if sameNetns {
 		var undone []step
 		for _, s := range rec.Journal {
@@ -570,8 +572,11 @@ func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *st
 			if _, creates := ownedKinds[s.Op]; creates {
 				gone[s.Link] = true
 			}
+			if (s.Op == opFilter && s.Prio == FilterPriority) || s.Op == opQdisc {
+				filtersGone[s.Link] = true
+			}
 		}
-		forgetWirings(v.ifs, cfg.ID, gone)
+		forgetWirings(v.ifs, cfg.ID, gone, filtersGone)
 		addressesBack(v.ifs, undone)
 	}
 	_, err = decide(v, cfg, req, names, st, gone)

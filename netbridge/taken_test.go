@@ -54,3 +54,40 @@ func TestConcurrentSandboxesTakeOneInterfaceOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupRepairsWhenTheTapWasDeleted: a tap deleted behind netbridge's
+// back leaves the redirect filter on the interface pointing nowhere. That
+// filter is the sandbox's own, which the undo before the repair removes:
+// it is no sign of another sandbox, and setup repairs the wiring, for the
+// whole sandbox and for an attached interface.
+func TestSetupRepairsWhenTheTapWasDeleted(t *testing.T) {
+	ctx := context.Background()
+	for _, attach := range []bool{false, true} {
+		p := newPod(t, 0)
+		before := testnet.Snapshot(t, p.pod)
+		cfg := p.config("sb-tapgone")
+		cfg.Interfaces = []string{"eth0"}
+		run := func() error {
+			if attach {
+				_, err := netbridge.Attach(ctx, cfg)
+				return err
+			}
+			_, err := netbridge.Setup(ctx, cfg)
+			return err
+		}
+		if err := run(); err != nil {
+			t.Fatal(err)
+		}
+		testnet.Exec(t, p.pod, "ip", "link", "del", "nb-eth0")
+		if err := run(); err != nil {
+			t.Fatalf("attach %t: setting up again after the tap was deleted: %v", attach, err)
+		}
+		if err := netbridge.Check(ctx, p.stateDir, cfg.ID); err != nil {
+			t.Errorf("attach %t: Check after the repair: %v", attach, err)
+		}
+		teardown(t, p.stateDir, cfg.ID)
+		if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
+			t.Errorf("attach %t: after the repair and teardown:\n%s", attach, d)
+		}
+	}
+}

@@ -27,9 +27,10 @@ var ErrInterfaceTaken = errors.New("interface wired for another sandbox")
 // wiring is one sign, in a netns, that netbridge wired an interface: a
 // link netbridge makes for an interface, found connected to it.
 type wiring struct {
-	owner string // the sandbox id of that link's tag; "" when it has none
-	link  string // that link: a tap, a bridge or a macvtap
-	via   string // how it is connected, for messages
+	owner  string // the sandbox id of that link's tag; "" when it has none
+	link   string // that link: a tap, a bridge or a macvtap
+	via    string // how it is connected, for messages
+	filter bool   // shown by a filter on the interface's ingress
 }
 
 // wiringsOf returns the signs that netbridge wired ifc: its master is a
@@ -46,7 +47,7 @@ func wiringsOf(h *netlink.Handle, ifc *Interface, byIndex map[int]netlink.Link, 
 	var out []wiring
 	if m, ok := byIndex[self.Attrs().MasterIndex]; ok && self.Attrs().MasterIndex != 0 {
 		if owner, ok := ownerOf(m); ok {
-			out = append(out, wiring{owner, m.Attrs().Name, fmt.Sprintf("it is a port of bridge %q", m.Attrs().Name)})
+			out = append(out, wiring{owner: owner, link: m.Attrs().Name, via: fmt.Sprintf("it is a port of bridge %q", m.Attrs().Name)})
 		}
 	}
 	for _, l := range links {
@@ -54,7 +55,7 @@ func wiringsOf(h *netlink.Handle, ifc *Interface, byIndex map[int]netlink.Link, 
 			continue
 		}
 		if owner, ok := ownerOf(l); ok {
-			out = append(out, wiring{owner, l.Attrs().Name, fmt.Sprintf("macvtap %q sits on it", l.Attrs().Name)})
+			out = append(out, wiring{owner: owner, link: l.Attrs().Name, via: fmt.Sprintf("macvtap %q sits on it", l.Attrs().Name)})
 		}
 	}
 	if q, err := ingressIn(qdiscs, ifc.Name, ifc.Index); err != nil || q == nil {
@@ -71,15 +72,15 @@ func wiringsOf(h *netlink.Handle, ifc *Interface, byIndex map[int]netlink.Link, 
 		to := redirectTarget(f)
 		t, ok := byIndex[to]
 		if !ok {
-			out = append(out, wiring{"", "", fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, is on its ingress (to ifindex %d)", FilterPriority, to)})
+			out = append(out, wiring{via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, is on its ingress (to ifindex %d)", FilterPriority, to), filter: true})
 			continue
 		}
 		name := t.Attrs().Name
 		if owner, ok := ownerOf(t); ok {
-			out = append(out, wiring{owner, name, fmt.Sprintf("a tc redirect at priority %d sends its frames to %q", FilterPriority, name)})
+			out = append(out, wiring{owner: owner, link: name, via: fmt.Sprintf("a tc redirect at priority %d sends its frames to %q", FilterPriority, name), filter: true})
 			continue
 		}
-		out = append(out, wiring{"", name, fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, sends its frames to %q, which no netbridge tag names", FilterPriority, name)})
+		out = append(out, wiring{link: name, via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, sends its frames to %q, which no netbridge tag names", FilterPriority, name), filter: true})
 	}
 	return out, nil
 }
@@ -122,11 +123,16 @@ func (ifc *Interface) setWirings(w []wiring) {
 
 // forgetWirings drops the signs of wiring that an undo about to run
 // removes: those shown by a link of sandbox self that the undo deletes
-// (gone names them).
-func forgetWirings(ifs []Interface, self string, gone map[string]bool) {
+// (gone names them), and the filters on an interface whose filters of our
+// priority, or ingress qdisc, the undo deletes (filtersGone names it):
+// such as a redirect left pointing nowhere by a tap deleted behind our
+// back.
+func forgetWirings(ifs []Interface, self string, gone, filtersGone map[string]bool) {
 	for i := range ifs {
 		ifc := &ifs[i]
-		ifc.setWirings(slices.DeleteFunc(slices.Clone(ifc.wirings), func(w wiring) bool { return w.owner == self && gone[w.link] }))
+		ifc.setWirings(slices.DeleteFunc(slices.Clone(ifc.wirings), func(w wiring) bool {
+			return (w.owner == self && gone[w.link]) || (w.filter && filtersGone[ifc.Name])
+		}))
 	}
 }
 

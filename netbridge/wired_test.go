@@ -37,13 +37,13 @@ func TestTakenErrorSaysWhereTheOwnerIs(t *testing.T) {
 		want    []string
 		notWant string
 	}{
-		{"recorded whole", ifc(wiring{"whole", "nb-eth0", via}), st, "b", []string{`sandbox "whole"`, "as recorded in " + dir, `tear sandbox "whole" down`, "nb-eth0"}, "another state directory"},
-		{"recorded attached", ifc(wiring{"cni", "nb-eth0", via}), st, "b", []string{`sandbox "cni"`, "CNI DEL", "as recorded in " + dir}, "another state directory"},
-		{"not recorded", ifc(wiring{"gone", "nb-eth0", via}), st, "b", []string{`sandbox "gone"`, "no record in " + dir, "another state directory"}, ""},
-		{"itself elsewhere", ifc(wiring{"b", "nb-eth0", via}), st, "b", []string{`this same sandbox "b"`, "another state directory"}, ""},
-		{"no state dir", ifc(wiring{"whole", "nb-eth0", via}), nil, "b", []string{`sandbox "whole"`, "tear that sandbox down"}, "record"},
-		{"untagged filter", ifc(wiring{"", "x0", "a tc filter at priority 20034, which netbridge reserves"}), st, "b", []string{`"eth0"`, "priority 20034", "remove that filter"}, "sandbox"},
-		{"tagged wins", ifc(wiring{"", "x0", "a tc filter"}, wiring{"whole", "nbr-eth0", "it is a port of bridge"}), st, "b", []string{`sandbox "whole"`, "bridge"}, ""},
+		{"recorded whole", ifc(wiring{owner: "whole", link: "nb-eth0", via: via}), st, "b", []string{`sandbox "whole"`, "as recorded in " + dir, `tear sandbox "whole" down`, "nb-eth0"}, "another state directory"},
+		{"recorded attached", ifc(wiring{owner: "cni", link: "nb-eth0", via: via}), st, "b", []string{`sandbox "cni"`, "CNI DEL", "as recorded in " + dir}, "another state directory"},
+		{"not recorded", ifc(wiring{owner: "gone", link: "nb-eth0", via: via}), st, "b", []string{`sandbox "gone"`, "no record in " + dir, "another state directory"}, ""},
+		{"itself elsewhere", ifc(wiring{owner: "b", link: "nb-eth0", via: via}), st, "b", []string{`this same sandbox "b"`, "another state directory"}, ""},
+		{"no state dir", ifc(wiring{owner: "whole", link: "nb-eth0", via: via}), nil, "b", []string{`sandbox "whole"`, "tear that sandbox down"}, "record"},
+		{"untagged filter", ifc(wiring{link: "x0", via: "a tc filter at priority 20034, which netbridge reserves", filter: true}), st, "b", []string{`"eth0"`, "priority 20034", "remove that filter"}, "sandbox"},
+		{"tagged wins", ifc(wiring{link: "x0", via: "a tc filter", filter: true}, wiring{owner: "whole", link: "nbr-eth0", via: "it is a port of bridge"}), st, "b", []string{`sandbox "whole"`, "bridge"}, ""},
 	} {
 		err := takenError(c.ifc, c.st, c.self)
 		msg := err.Error()
