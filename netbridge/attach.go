@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 )
@@ -31,13 +32,17 @@ const ModelMixed = "mixed"
 //
 // Attach is idempotent per interface: an interface already wired as asked
 // is kept as it is; one wired differently, or whose wiring is broken, is
-// undone and wired again. Steps left by an attach that crashed are undone
-// first. On failure, what this call did is undone and the interfaces
-// attached before stay wired. It returns the whole sandbox; when
-// cfg.HoldFDs is set, only the NICs of this call hold files.
+// undone and wired again, once the new request was checked against the
+// netns as that undo will leave it (a request that cannot be wired leaves
+// the interface wired as it was). Steps left by an attach that crashed are
+// undone first. On failure, what this call did is undone and the
+// interfaces attached before stay wired. It returns the whole sandbox;
+// when cfg.HoldFDs is set, only the NICs of this call hold files. An
+// interface that netbridge wired for another sandbox is refused with a
+// *TakenError.
 //
 // A sandbox set up as a whole by Setup cannot take interfaces one by one:
-// Attach refuses it with ErrInvalidConfig.
+// Attach refuses it with ErrModeConflict (an ErrInvalidConfig).
 func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", ErrInvalidConfig)
@@ -57,7 +62,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	if rec != nil && rec.Mode != modeAttach {
-		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrInvalidConfig, cfg.ID)
+		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrModeConflict, cfg.ID)
 	}
 	if rec != nil && rec.NetnsID != n.ID() {
 		// Attached in a netns that is gone or was replaced: its objects
@@ -131,6 +136,14 @@ func (tx *txn) attach() (*Sandbox, error) {
 		}
 		todo = append(todo, name)
 	}
+	if len(redo) > 0 && len(todo) > 0 {
+		// Decide the new request before undoing anything: one that cannot
+		// be wired leaves the interfaces as they are.
+		undo := func(s step) bool { return redo[s.Iface] }
+		if err := precheck(tx.h, tx.cfg, tx.req, todo, tx.st, rec, true, undo); err != nil {
+			return nil, err
+		}
+	}
 	if len(redo) > 0 {
 		err := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return redo[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
@@ -196,23 +209,22 @@ func (tx *txn) attachNew(names []string) error {
 		}
 		return errors.Join(err, uerr, tx.saveOrRemove())
 	}
-	ifs, err := discover(tx.h)
+	v, err := discover(tx.h)
 	if err != nil {
 		return fail(err)
 	}
-	tx.ifs = ifs
-	ch := &chooser{requested: tx.req.Model}
-	if err := selectInterfaces(ifs, names, ch.supports); err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	tx.ifs, tx.qdiscs = v.ifs, v.qdiscs
+	d, err := decide(v, tx.cfg, tx.req, names, tx.st, nil)
+	if err != nil {
+		return fail(err)
 	}
 	tx.macs = map[string]bool{}
-	for _, i := range ifs {
+	for _, i := range v.ifs {
 		tx.macs[i.MAC.String()] = true
 	}
-	attach := slices.DeleteFunc(slices.Clone(ifs), func(i Interface) bool { return !i.Attach })
 	// Each request is recorded first, so that an interrupted attach is
 	// known by its network too (Collect).
-	nics, err := tx.wireAll(ch, attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
+	nics, err := tx.wireAll(d.ch, d.attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
 	if err != nil {
 		return fail(err)
 	}
@@ -255,9 +267,11 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 // Detach undoes the wiring of interface ifname of sandbox id, attached by
 // Attach, and leaves its other interfaces alone; the record goes with the
 // last interface. It is idempotent: an id or interface with nothing
-// recorded, or whose netns is gone, succeeds without doing anything.
+// recorded, or whose netns is gone, succeeds without doing anything. A
+// sandbox set up as a whole by Setup is refused with ErrModeConflict (an
+// ErrInvalidConfig), and left as it is.
 func Detach(ctx context.Context, stateDir, id, ifname string) error {
-	if err := validLinkName(ifname); err != nil {
+	if err := linkname.Check(ifname); err != nil {
 		return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
 	}
 	start := time.Now()
@@ -272,7 +286,7 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 		return nil
 	}
 	if rec.Mode != modeAttach {
-		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrInvalidConfig, id)
+		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
 	}
 	rec.log = log
 	if err := detachLocked(st, rec, id, ifname); err != nil {

@@ -5,12 +5,19 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
 // ErrInvalidConfig reports a configuration that cannot be used as given;
 // nothing was changed. The CLI exits 2 on it.
 var ErrInvalidConfig = errors.New("invalid configuration")
+
+// ErrModeConflict reports a sandbox wired in the other mode: Setup of a
+// sandbox whose interfaces were attached one by one (Attach), or Attach or
+// Detach of a sandbox set up as a whole (Setup). Nothing was changed. It
+// wraps ErrInvalidConfig.
+var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", ErrInvalidConfig)
 
 // Vhost choices.
 const (
@@ -96,7 +103,7 @@ func (c *Config) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, n := range c.Interfaces {
-		if err := validLinkName(n); err != nil {
+		if err := linkname.Check(n); err != nil {
 			return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
 		}
 		if seen[n] {
@@ -108,7 +115,7 @@ func (c *Config) validate() error {
 		if len(c.Interfaces) != 1 {
 			return fmt.Errorf("%w: a tap name (%q) needs exactly one interface named, not %d", ErrInvalidConfig, c.TapName, len(c.Interfaces))
 		}
-		if err := validLinkName(c.TapName); err != nil {
+		if err := linkname.Check(c.TapName); err != nil {
 			return fmt.Errorf("%w: tap name: %w", ErrInvalidConfig, err)
 		}
 		if c.TapName == c.Interfaces[0] {

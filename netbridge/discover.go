@@ -2,6 +2,7 @@ package netbridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,8 +12,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/pkg/state"
 )
 
 // Interface is a link found in a sandbox netns, with what setup would do
@@ -26,7 +29,13 @@ type Interface struct {
 	Up    bool   `json:"up"`
 	// Owner is the sandbox id of the netbridge setup that created this
 	// link (from its alias tag), empty for a link netbridge did not create.
-	Owner     string         `json:"owner,omitempty"`
+	Owner string `json:"owner,omitempty"`
+	// WiredFor is the sandbox id netbridge wired this interface for (a tc
+	// redirect at FilterPriority to its tap, its bridge as the master, or
+	// its macvtap on top), whatever state directory that setup used; empty
+	// when netbridge did not wire it. Setup and Attach refuse such an
+	// interface to every other sandbox.
+	WiredFor  string         `json:"wired_for,omitempty"`
 	Addresses []netip.Prefix `json:"addresses"`
 	Routes    []Route        `json:"routes"`
 	Neighbors []Neighbor     `json:"neighbors"`
@@ -35,9 +44,10 @@ type Interface struct {
 	// Reason says why the interface would not be attached.
 	Reason string `json:"reason,omitempty"`
 
-	unsupported bool     // of a kind no model carries
+	unsupported bool     // of a kind no model carries, or unusable as it is
 	ref         *linkRef // what identifies the link beyond its name
 	txqlen      int      // its txqueuelen
+	wirings     []wiring // the signs that netbridge wired it
 }
 
 // aliasPrefix starts the alias netbridge gives the links it creates.
@@ -63,18 +73,29 @@ func Discover(ctx context.Context, path string, names []string) ([]Interface, er
 		return nil, err
 	}
 	defer h.Close()
-	ifs, err := discover(h)
+	v, err := discover(h)
 	if err != nil {
 		return nil, fmt.Errorf("discovering interfaces in netns %q: %w", path, err)
 	}
-	if err := selectInterfaces(ifs, names, (&chooser{requested: ModelTCFilter}).supports); err != nil {
+	if err := v.selectInterfaces(names, (&chooser{requested: ModelTCFilter}).supports, nil, ""); err != nil {
 		return nil, fmt.Errorf("netns %q: %w", path, err)
 	}
-	return ifs, nil
+	return v.ifs, nil
 }
 
-// discover reads every link but loopback with four netlink dumps.
-func discover(h *netlink.Handle) ([]Interface, error) {
+// netnsView is what one look at a sandbox netns found: its interfaces,
+// loopback aside, which of them netbridge wired already, and the qdiscs.
+type netnsView struct {
+	ifs       []Interface
+	loopbacks []string
+	qdiscs    []netlink.Qdisc
+}
+
+// discover reads every link with its addresses, routes and neighbours,
+// and the qdiscs, with five netlink dumps, and finds which interfaces
+// netbridge wired already (listing the filters of those with an ingress
+// qdisc).
+func discover(h *netlink.Handle) (*netnsView, error) {
 	links, err := nlretry.Dump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
@@ -91,7 +112,20 @@ func discover(h *netlink.Handle) ([]Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing neighbours: %w", err)
 	}
-	return interfacesFrom(links, addrs, routes, neighs), nil
+	qdiscs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(nil) })
+	if err != nil {
+		return nil, fmt.Errorf("listing qdiscs: %w", err)
+	}
+	v := &netnsView{ifs: interfacesFrom(links, addrs, routes, neighs), qdiscs: qdiscs}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			v.loopbacks = append(v.loopbacks, l.Attrs().Name)
+		}
+	}
+	if err := markWired(h, v.ifs, links, qdiscs); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // interfacesFrom builds the interfaces from the four dumps, sorted by name.
@@ -201,10 +235,32 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip, ones), true
 }
 
+// selectInterfaces is the package-level selectInterfaces for the
+// interfaces of v; a named loopback is refused as such. st, when set, is
+// where the owner of an interface wired for another sandbox is looked for;
+// self is the sandbox asking.
+func (v *netnsView) selectInterfaces(names []string, supports func(*Interface) error, st *state.Store, self string) error {
+	for _, name := range names {
+		if slices.Contains(v.loopbacks, name) {
+			return fmt.Errorf("interface %q is the loopback interface of the netns, which stays there: netbridge attaches the interfaces CNI made (have: %s)", name, linkNames(v.ifs))
+		}
+	}
+	return selectWith(v.ifs, names, supports, func(ifc *Interface) error { return takenError(ifc, st, self) }, self != "")
+}
+
 // selectInterfaces marks which interfaces to attach: exactly the named ones,
-// which must exist and be supported, or else every supported interface with
-// an address that netbridge did not create.
+// which must exist, be supported and not be wired for another sandbox, or
+// else every supported interface with an address that netbridge did not
+// create or wire.
 func selectInterfaces(ifs []Interface, names []string, supports func(*Interface) error) error {
+	return selectWith(ifs, names, supports, func(ifc *Interface) error { return takenError(ifc, nil, "") }, false)
+}
+
+// selectWith is selectInterfaces, where taken returns the error of an
+// interface wired for another sandbox. With refuseForeign (a sandbox is
+// being wired, not a netns looked at), an interface it would attach whose
+// filter priority someone else's filter holds is an error, not a skip.
+func selectWith(ifs []Interface, names []string, supports func(*Interface) error, taken func(*Interface) error, refuseForeign bool) error {
 	byName := map[string]*Interface{}
 	for i := range ifs {
 		byName[ifs[i].Name] = &ifs[i]
@@ -216,10 +272,16 @@ func selectInterfaces(ifs []Interface, names []string, supports func(*Interface)
 		for _, name := range names {
 			ifc, ok := byName[name]
 			if !ok {
-				return fmt.Errorf("interface %q named by --interfaces does not exist (have: %s)", name, linkNames(ifs))
+				return fmt.Errorf("interface %q does not exist in the netns (have: %s)", name, linkNames(ifs))
 			}
 			if ifc.Owner != "" {
 				return fmt.Errorf("interface %q was created by netbridge for sandbox %q; name the CNI interface instead", name, ifc.Owner)
+			}
+			if err := linkname.Check(name); err != nil {
+				return fmt.Errorf("interface %w", err)
+			}
+			if len(ifc.wirings) > 0 {
+				return taken(ifc)
 			}
 			if err := supports(ifc); err != nil {
 				return fmt.Errorf("interface %q: %w", name, err)
@@ -233,6 +295,18 @@ func selectInterfaces(ifs []Interface, names []string, supports func(*Interface)
 		switch err := supports(ifc); {
 		case ifc.Owner != "":
 			ifc.Reason = fmt.Sprintf("created by netbridge for sandbox %q", ifc.Owner)
+		case linkname.Check(ifc.Name) != nil:
+			ifc.Reason, ifc.unsupported = "interface "+linkname.Check(ifc.Name).Error(), true
+		case len(ifc.wirings) > 0:
+			terr := taken(ifc)
+			if refuseForeign && errors.Is(terr, ErrFilterPriorityTaken) && err == nil && len(ifc.Addresses) > 0 {
+				// Not another sandbox's: someone's filter holds the
+				// priority of our redirects on an interface setup would
+				// wire. Skipping it would leave the sandbox unwired
+				// without a word; the user must free the priority.
+				return terr
+			}
+			ifc.Reason, ifc.unsupported = terr.Error(), true
 		case err != nil:
 			ifc.Reason, ifc.unsupported = err.Error(), true
 		case len(ifc.Addresses) == 0:
@@ -250,7 +324,7 @@ func linkNames(ifs []Interface) string {
 	}
 	var s []string
 	for _, i := range ifs {
-		s = append(s, i.Name)
+		s = append(s, linkname.Show(i.Name))
 	}
 	return strings.Join(s, ", ")
 }

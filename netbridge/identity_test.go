@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 func TestLinkRefIs(t *testing.T) {
@@ -52,7 +54,7 @@ func TestTmpTapName(t *testing.T) {
 	if a == b || a == tmpTapName("pod1", "nb-net1") || a != tmpTapName("pod1", "nb-eth0") {
 		t.Errorf("temporary names not one per sandbox and tap: %q %q", a, b)
 	}
-	if err := validLinkName(a); err != nil || !strings.HasPrefix(a, "nbt") {
+	if err := linkname.Check(a); err != nil || !strings.HasPrefix(a, "nbt") {
 		t.Errorf("temporary name %q: %v", a, err)
 	}
 }

@@ -112,6 +112,8 @@ func supportsKind(model string, ifc *Interface) error {
 	}
 	why, ok := kindSupport[model][ifc.Kind]
 	switch {
+	case ok && why == "" && ifc.MTU > tapMaxMTU && model != ModelMacvtap:
+		return fmt.Errorf("MTU %d is more than a tap takes (%d: 65535 less the 14-byte Ethernet header); lower the MTU of %q to %d, or use the macvtap model", ifc.MTU, tapMaxMTU, ifc.Name, tapMaxMTU)
 	case ok && why == "":
 		return nil
 	case ok:
@@ -119,6 +121,11 @@ func supportsKind(model string, ifc *Interface) error {
 	}
 	return fmt.Errorf("kind %q is not supported (netbridge carries veth, macvlan, ipvlan and existing taps)", ifc.Kind)
 }
+
+// tapMaxMTU is the largest MTU the tun driver gives a tap: 65535 less the
+// Ethernet header. The tcfilter, none and bridge models give the tap the
+// interface's MTU.
+const tapMaxMTU = 65535 - 14
 
 // chooser picks the model of each interface.
 type chooser struct {

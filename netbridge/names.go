@@ -3,8 +3,8 @@ package netbridge
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"strings"
+
+	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 // Prefixes of the names netbridge gives the links it creates.
@@ -17,35 +17,29 @@ const (
 // nameFor returns the deterministic name of a link made for the interface
 // named ifname: prefix + ifname when that fits in 15 bytes (IFNAMSIZ-1),
 // else prefix, the start of ifname, "-" and 5 hex digits of a hash of the
-// whole name.
+// whole name. The start of ifname ends between two characters, never inside
+// one (it is shorter then), so that a valid UTF-8 ifname gives a valid UTF-8
+// name.
 func nameFor(prefix, ifname string) string {
-	if len(prefix)+len(ifname) <= 15 {
+	if len(prefix)+len(ifname) <= linkname.MaxLen {
 		return prefix + ifname
 	}
 	sum := sha256.Sum256([]byte(ifname))
-	return prefix + ifname[:15-len(prefix)-6] + "-" + hex.EncodeToString(sum[:])[:5]
+	return prefix + linkname.Cut(ifname, linkname.MaxLen-len(prefix)-6) + "-" + hex.EncodeToString(sum[:])[:5]
 }
 
 // deviceName returns the name of the device the hypervisor opens for
 // interface ifname (the tap, or the macvtap): the name the request gives,
 // or the one nameFor derives.
 func (tx *txn) deviceName(prefix, ifname string) string {
-	if tx.req.TapName != "" {
-		return tx.req.TapName
-	}
-	return nameFor(prefix, ifname)
+	return deviceName(tx.req, prefix, ifname)
 }
 
-// validLinkName reports why name cannot name a link, or nil: the kernel
-// takes 1 to 15 bytes, not "." or "..", without '/', ':' or white space.
-func validLinkName(name string) error {
-	switch {
-	case name == "" || len(name) > 15:
-		return fmt.Errorf("link name %q must be 1 to 15 bytes", name)
-	case name == "." || name == "..":
-		return fmt.Errorf("link name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\v\f\r"):
-		return fmt.Errorf("link name %q must not contain '/', ':' or white space", name)
+// deviceName is the name of the device the hypervisor opens for interface
+// ifname, wired as req asks.
+func deviceName(req request, prefix, ifname string) string {
+	if req.TapName != "" {
+		return req.TapName
 	}
-	return nil
+	return nameFor(prefix, ifname)
 }

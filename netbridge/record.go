@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macvtap"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
@@ -616,7 +617,7 @@ func (r *record) devicePath(id, recorded string) (string, error) {
 	ours := filepath.Join(devDir, name)
 	clean, parent := filepath.Clean(recorded), filepath.Dir(filepath.Clean(recorded))
 	switch {
-	case r.dir == "" || validLinkName(name) != nil:
+	case r.dir == "" || linkname.Check(name) != nil:
 	case clean == ours:
 		return ours, nil
 	case !filepath.IsAbs(clean) && filepath.Base(parent) == id+".dev":

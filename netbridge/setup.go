@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macaddr"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/probe"
@@ -33,7 +34,17 @@ import (
 // Setup is idempotent: when the id is already wired as asked in the same
 // netns, it changes nothing and returns the recorded sandbox. A record left
 // by a crash, by a different request or by a netns that was replaced is
-// undone first. On failure, everything this call did is undone again.
+// undone first, but only once the new request was checked against the
+// netns as that undo will leave it: a request that cannot be wired fails
+// with ErrInvalidConfig (or the error that shows it cannot) and leaves the
+// earlier wiring as it was. On failure, everything this call did is undone
+// again.
+//
+// An interface that netbridge wired for another sandbox is refused with a
+// *TakenError (ErrInvalidConfig), named explicitly or under Strict, and
+// skipped with a warning otherwise. A sandbox whose interfaces were
+// attached one by one (Attach, the CNI plugin) is refused with
+// ErrModeConflict: Setup does not take it over.
 func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	start := time.Now()
 	log := loggerFrom(ctx).With("id", cfg.ID)
@@ -47,6 +58,10 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	if old != nil && old.Mode == modeAttach {
+		return nil, fmt.Errorf("setting up sandbox %q: %w: its interfaces (%s) were attached one by one (by the CNI plugin), as recorded in %s; setup does not take them over: detach them (CNI DEL) or tear the sandbox down first",
+			cfg.ID, ErrModeConflict, strings.Join(slices.Sorted(mapKeys(old.Requests)), ", "), st.Dir())
+	}
 	if old != nil {
 		old.log = log
 		if old.Phase == phaseReady && old.NetnsID == n.ID() && old.Request.equal(req) {
@@ -58,6 +73,15 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 			if !errors.Is(err, errBroken) {
 				return nil, err
 			}
+		}
+		h, err := openHandle(n)
+		if err != nil {
+			return nil, err
+		}
+		err = precheck(h, cfg, req, cfg.Interfaces, st, old, old.NetnsID == n.ID(), func(step) bool { return true })
+		h.Close()
+		if err != nil {
+			return nil, fmt.Errorf("setting up sandbox %q in netns %q (its earlier setup is left as it was): %w", cfg.ID, cfg.Netns, err)
 		}
 		if err := undoRecord(st, cfg.ID, old); err != nil {
 			return nil, fmt.Errorf("undoing the earlier setup of sandbox %q before setting it up again: %w", cfg.ID, err)
@@ -136,7 +160,38 @@ func begin(ctx context.Context, cfg Config) (*call, error) {
 		st.Release(lock, cfg.ID)
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if err := lockNetns(ctx, n); err != nil {
+		n.Close()
+		st.Release(lock, cfg.ID)
+		return nil, err
+	}
 	return &call{st: st, lock: lock, id: cfg.ID, n: n, req: cfg.request(vhost)}, nil
+}
+
+// netnsLockPoll bounds the wait between two tries of lockNetns.
+const netnsLockPoll = 20 * time.Millisecond
+
+// lockNetns takes an exclusive flock on the open netns n (the namespace's
+// own inode, whichever path named it), which every Setup and Attach in
+// that netns takes, whatever its sandbox and state directory: deciding
+// that an interface is free and wiring it are then one step, and two
+// sandboxes cannot both take one interface. Closing n releases it. It
+// waits until ctx is done. A kernel that cannot lock the namespace file
+// leaves it unlocked, as before.
+func lockNetns(ctx context.Context, n *netns.NS) error {
+	delay := time.Millisecond
+	for {
+		err := unix.Flock(n.Fd(), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another netbridge setting up in netns %q: %w", n.Path(), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, netnsLockPoll)
+	}
 }
 
 // run runs fn on a thread inside the netns, with a transaction on rec and
@@ -300,38 +355,25 @@ func retryBusy(ctx context.Context, fn func() error) error {
 
 // setup discovers the interfaces and wires the attached ones.
 func (tx *txn) setup() (*Sandbox, error) {
-	ifs, err := discover(tx.h)
+	v, err := discover(tx.h)
 	if err != nil {
 		return nil, err
 	}
-	tx.ifs = ifs
-	ch := &chooser{requested: tx.req.Model}
-	if err := selectInterfaces(ifs, tx.cfg.Interfaces, ch.supports); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	tx.ifs, tx.qdiscs = v.ifs, v.qdiscs
+	d, err := decide(v, tx.cfg, tx.req, tx.cfg.Interfaces, tx.st, nil)
+	if err != nil {
+		return nil, err
 	}
 	sb := &tx.rec.Sandbox
-	for _, i := range ifs {
-		if i.unsupported && len(i.Addresses) > 0 {
-			if tx.cfg.Strict {
-				return nil, fmt.Errorf("%w: interface %q: %s (without --strict it would be skipped)", ErrInvalidConfig, i.Name, i.Reason)
-			}
-			sb.Warnings = append(sb.Warnings, fmt.Sprintf("skipped %s: %s", i.Name, i.Reason))
-			tx.log.Warn("interface skipped", "interface", i.Name, "reason", i.Reason)
-		}
-	}
-	attach := slices.DeleteFunc(slices.Clone(ifs), func(i Interface) bool { return !i.Attach })
-	if len(attach) == 0 {
-		var why []string
-		for _, i := range ifs {
-			why = append(why, fmt.Sprintf("%s: %s", i.Name, i.Reason))
-		}
-		return nil, fmt.Errorf("%w: no interface to attach (%s); name one with --interfaces", ErrInvalidConfig, strings.Join(why, "; "))
+	for _, i := range d.skipped {
+		sb.Warnings = append(sb.Warnings, fmt.Sprintf("skipped %s: %s", linkname.Show(i.Name), i.Reason))
+		tx.log.Warn("interface skipped", "interface", linkname.Show(i.Name), "reason", i.Reason)
 	}
 	tx.macs = map[string]bool{}
-	for _, i := range ifs {
+	for _, i := range v.ifs {
 		tx.macs[i.MAC.String()] = true
 	}
-	nics, err := tx.wireAll(ch, attach, nil)
+	nics, err := tx.wireAll(d.ch, d.attach, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -433,19 +475,123 @@ func (tx *txn) deriveMAC(ifname, purpose string) MAC {
 // nameFree checks that no link of the netns is called name, which netbridge
 // would create for interface ifname.
 func (tx *txn) nameFree(name, ifname string) error {
-	for _, i := range tx.ifs {
+	return nameFree(tx.ifs, name, ifname, tx.id, tx.st, nil)
+}
+
+// nameFree checks that no link among ifs is called name, which netbridge
+// would create for interface ifname of sandbox id, except a link of id
+// that an undo about to run deletes (gone names them). st is where the
+// owner of a link netbridge made for another sandbox is looked for.
+func nameFree(ifs []Interface, name, ifname, id string, st *state.Store, gone map[string]bool) error {
+	for _, i := range ifs {
 		if i.Name != name {
 			continue
 		}
-		if i.Owner == tx.id {
+		switch {
+		case i.Owner == id && gone[name]:
+			return nil
+		case i.Owner == id:
 			return fmt.Errorf("name %q for interface %q is taken by the %s netbridge made for another interface of this sandbox; choose another tap name", name, ifname, i.Kind)
-		}
-		if i.Owner != "" {
-			return fmt.Errorf("name %q for interface %q is taken by a link netbridge made for sandbox %q that has no state record here (another --state-dir?); run teardown with that state dir, or delete it (ip link del %s)", name, ifname, i.Owner, name)
+		case i.Owner != "":
+			return fmt.Errorf("name %q for interface %q is taken by a link netbridge made for %s", name, ifname, ownerText(st, i.Owner))
 		}
 		return fmt.Errorf("name %q for interface %q is taken by an existing %s link that netbridge did not create; rename or remove it", name, ifname, i.Kind)
 	}
 	return nil
+}
+
+// decision is what a request wires in a netns: the interfaces to attach,
+// the chooser of their models, and the interfaces skipped with a warning.
+type decision struct {
+	attach  []Interface
+	ch      *chooser
+	skipped []Interface
+}
+
+// decide checks a request against the netns as v shows it, with every
+// check that needs no change to the netns: the interfaces named (names;
+// when empty, those selected) exist, can be carried and are not wired for
+// another sandbox; under Strict no interface with an address is skipped;
+// something is left to attach; the names of the links to create are free
+// (but for links of cfg.ID that an undo about to run deletes: gone). It
+// changes nothing.
+func decide(v *netnsView, cfg Config, req request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
+	d := &decision{ch: &chooser{requested: req.Model}}
+	if err := v.selectInterfaces(names, d.ch.supports, st, cfg.ID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for _, i := range v.ifs {
+		if i.unsupported && len(i.Addresses) > 0 {
+			if cfg.Strict {
+				return nil, fmt.Errorf("%w: interface %q: %s (without --strict it would be skipped)", ErrInvalidConfig, i.Name, i.Reason)
+			}
+			d.skipped = append(d.skipped, i)
+		}
+	}
+	d.attach = slices.DeleteFunc(slices.Clone(v.ifs), func(i Interface) bool { return !i.Attach })
+	if len(d.attach) == 0 {
+		var why []string
+		for _, i := range v.ifs {
+			why = append(why, fmt.Sprintf("%s: %s", linkname.Show(i.Name), i.Reason))
+		}
+		return nil, fmt.Errorf("%w: no interface to attach (%s); name one with --interfaces", ErrInvalidConfig, strings.Join(why, "; "))
+	}
+	for i := range d.attach {
+		ifc := &d.attach[i]
+		m, _, err := d.ch.choose(ifc)
+		if err != nil {
+			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
+		}
+		var made []string
+		switch m.name() {
+		case ModelTCFilter, ModelNone:
+			made = []string{deviceName(req, tapPrefix, ifc.Name)}
+		case ModelBridge:
+			made = []string{deviceName(req, tapPrefix, ifc.Name), nameFor(bridgePrefix, ifc.Name)}
+		case ModelMacvtap:
+			made = []string{deviceName(req, macvtapPrefix, ifc.Name)}
+		}
+		for _, name := range made {
+			if err := nameFree(v.ifs, name, ifc.Name, cfg.ID, st, gone); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return d, nil
+}
+
+// precheck decides a request of sandbox cfg.ID, through h, against its
+// netns as it will be once the steps of rec that undo selects are undone,
+// before that undo changes anything: the links those steps made are taken
+// as gone, with the filters of our priority on the links whose filters or
+// ingress qdisc they remove, and the addresses they moved to the guest as
+// back. sameNetns says that rec was made in this netns (else its steps
+// are elsewhere).
+func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *state.Store, rec *record, sameNetns bool, undo func(step) bool) error {
+	v, err := discover(h)
+	if err != nil {
+		return err
+	}
+	gone, filtersGone := map[string]bool{}, map[string]bool{}
+	if sameNetns {
+		var undone []step
+		for _, s := range rec.Journal {
+			if !undo(s) {
+				continue
+			}
+			undone = append(undone, s)
+			if _, creates := ownedKinds[s.Op]; creates {
+				gone[s.Link] = true
+			}
+			if (s.Op == opFilter && s.Prio == FilterPriority) || s.Op == opQdisc {
+				filtersGone[s.Link] = true
+			}
+		}
+		forgetWirings(v.ifs, cfg.ID, gone, filtersGone)
+		addressesBack(v.ifs, undone)
+	}
+	_, err = decide(v, cfg, req, names, st, gone)
+	return err
 }
 
 // createLink creates link (a bridge or macvtap) and tags it as ours, as

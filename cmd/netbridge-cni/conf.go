@@ -44,6 +44,23 @@ type netConf struct {
 	// come in RuntimeConfig when the entry declares the capability.
 	PodAnnotation string        `json:"podAnnotation,omitempty"`
 	RuntimeConfig runtimeConfig `json:"runtimeConfig,omitempty"`
+	// Attachments is GC's list of valid attachments under the key the
+	// CNI 1.1.0 spec first gave it, which libcni still sends next to
+	// cni.dev/valid-attachments; read when only it is there.
+	Attachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+}
+
+// validAttachments returns GC's list of the attachments still valid, and
+// whether the runtime gave one at all: without a list, every attachment
+// of the network is stale.
+func (c *netConf) validAttachments() ([]types.GCAttachment, bool) {
+	switch {
+	case c.ValidAttachments != nil:
+		return c.ValidAttachments, true
+	case c.Attachments != nil:
+		return c.Attachments, true
+	}
+	return nil, false
 }
 
 // vhostSetting is the vhost key: a string, or a boolean.

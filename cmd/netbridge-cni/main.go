@@ -31,6 +31,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tap"
@@ -169,14 +170,55 @@ func tapInterface(nic netbridge.NIC, netnsPath string) *current.Interface {
 	return &current.Interface{Name: nic.Tap, Mac: nic.TapMAC.String(), Mtu: nic.MTU, Sandbox: netnsPath}
 }
 
+// del detaches the interface. The record says where the wiring is: DEL
+// needs neither the netns (gone with its objects is fine) nor a
+// prevResult. DEL must be able to succeed whatever happened before, or a
+// runtime retries it forever: so it also succeeds, leaving things as they
+// are and saying why in the log, when the sandbox was set up as a whole
+// (by netbridge setup or the hook, which this plugin's ADD refuses: not
+// DEL's to undo), when the interface name is not valid UTF-8 (ADD
+// refuses it: nothing can be attached under it), and when the state
+// directory has no record while the interface is still wired for this
+// container (ADD was given another stateDir).
 func del(c *call, args *skel.CmdArgs) error {
 	conf, ctx := c.conf, c.ctx
-	// The record says where the wiring is: DEL needs neither the netns
-	// (gone with its objects is fine) nor a prevResult.
-	if err := netbridge.Detach(ctx, conf.StateDir, args.ContainerID, args.IfName); err != nil {
+	err := netbridge.Detach(ctx, conf.StateDir, args.ContainerID, args.IfName)
+	switch {
+	case errors.Is(err, netbridge.ErrModeConflict):
+		c.log.Warn("DEL leaves the sandbox as it is: it was set up as a whole by netbridge setup or the OCI hook, not attached by this plugin; netbridge teardown of the sandbox id removes it", "state_dir", state.Dir(conf.StateDir), "error", err.Error())
+		return nil
+	case errors.Is(err, linkname.ErrNotUTF8):
+		// ADD refuses such a name, so nothing is attached under it. (A
+		// netbridge before this one recorded it with each bad byte turned
+		// into U+FFFD: GC or teardown find that record.)
+		c.log.Warn("DEL has nothing to do: the interface name is not valid UTF-8, which ADD refuses", "error", err.Error())
+		return nil
+	case err != nil:
 		return cniError(err)
 	}
+	if args.Netns != "" {
+		stillWired(c, args)
+	}
 	return nil
+}
+
+// stillWired logs a warning when the interface is still wired for the
+// container after a DEL that succeeded: the wiring of an ADD whose
+// stateDir was another than this DEL's, which DEL cannot undo (its record
+// is in that directory). It goes with the netns; netbridge teardown with
+// that state directory removes it before.
+func stillWired(c *call, args *skel.CmdArgs) {
+	ifs, err := netbridge.Discover(c.ctx, args.Netns, nil)
+	if err != nil {
+		return // the netns is gone, or cannot be read: nothing to say
+	}
+	for _, i := range ifs {
+		if i.Name == args.IfName && i.WiredFor == args.ContainerID {
+			c.log.Warn("DEL found no record of this interface in its state directory, but the interface is still wired by netbridge for this container: was ADD given another stateDir? DEL leaves that wiring in place (it goes with the netns); netbridge teardown with the state directory ADD used removes it",
+				"state_dir", state.Dir(c.conf.StateDir))
+			return
+		}
+	}
 }
 
 func check(c *call, args *skel.CmdArgs) error {
@@ -225,11 +267,20 @@ func status(c *call, _ *skel.CmdArgs) error {
 }
 
 // gc detaches the interfaces of this network that the runtime's list
-// of valid attachments no longer has.
+// of valid attachments no longer has. A GC without the list (no
+// cni.dev/valid-attachments, nor the older cni.dev/attachments) detaches
+// every interface of the network, live ones included, as the spec reads
+// and as libcni does itself then (it DELs every attachment of the network
+// it has cached); the log says so. A runtime that does not want that
+// leaves GC out of the list ("disableGC": true).
 func gc(c *call, args *skel.CmdArgs) error {
 	conf, ctx := c.conf, c.ctx
+	list, given := conf.validAttachments()
+	if !given {
+		c.log.Warn("GC without cni.dev/valid-attachments: every attachment of this network counts as stale and is detached, live ones included")
+	}
 	valid := map[types.GCAttachment]bool{}
-	for _, a := range conf.ValidAttachments {
+	for _, a := range list {
 		valid[a] = true
 	}
 	gone, err := netbridge.Collect(ctx, conf.StateDir, conf.Name, func(id, ifname string) bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/probe"
 )
 
@@ -388,7 +389,7 @@ func runDiscover(ctx context.Context, e *env, args []string) error {
 		if !i.Attach {
 			attach = "no: " + i.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", i.Name, i.Kind, i.MAC, i.MTU, state, dash(addrs), dash(routes), attach)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", linkname.Show(i.Name), i.Kind, i.MAC, i.MTU, state, dash(addrs), dash(routes), attach)
 	}
 	return tw.Flush()
 }

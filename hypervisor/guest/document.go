@@ -8,10 +8,10 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 // Version is the version of the guest network document this package writes
@@ -347,16 +347,11 @@ func checkMTU(mtu int) error {
 	return nil
 }
 
-// checkIfName checks an optional interface name the way the kernel does
-// (dev_valid_name).
+// checkIfName checks an optional interface name with netbridge's rule for
+// interface names (linkname.Check).
 func checkIfName(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return nil
-	case len(name) > 15:
-		return fmt.Errorf("name %q longer than 15 bytes", name)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
-		return fmt.Errorf("name %q is not a valid interface name", name)
 	}
-	return nil
+	return linkname.Check(name)
 }

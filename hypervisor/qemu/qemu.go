@@ -85,7 +85,7 @@ func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
 		if n.Device != "" {
 			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), ErrFDOnly)
 		}
-		if err := checkTapName(n.Tap); err != nil {
+		if err := nicdata.TapName(n.Tap); err != nil {
 			return nil, fmt.Errorf("qemu: %s: %w", label(n, i), err)
 		}
 		netdevID := netdevPrefix + bases[i]
@@ -231,19 +231,6 @@ func checkNIC(n *netbridge.NIC) (queues int, err error) {
 		return 0, fmt.Errorf("queue count %d out of range 1..%d", n.Queues, MaxQueues)
 	}
 	return queues, nil
-}
-
-// checkTapName validates a tap name the way the kernel does (dev_valid_name).
-func checkTapName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("tap name missing")
-	case len(name) > 15:
-		return fmt.Errorf("tap name %q longer than 15 bytes", name)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r"):
-		return fmt.Errorf("tap name %q is not a valid interface name", name)
-	}
-	return nil
 }
 
 // checkFiles validates the open files of n for the fd form.

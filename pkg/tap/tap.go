@@ -6,7 +6,11 @@
 // thread locked inside the target namespace (see pkg/netns).
 package tap
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/netbridge/netbridge/pkg/linkname"
+)
 
 // Config describes a tap device to create.
 type Config struct {
@@ -36,8 +40,8 @@ func (c Config) queues() int {
 
 // Validate reports whether the configuration can be applied.
 func (c Config) Validate() error {
-	if c.Name == "" || len(c.Name) > 15 {
-		return fmt.Errorf("tap name %q must be 1 to 15 bytes", c.Name)
+	if err := linkname.Check(c.Name); err != nil {
+		return fmt.Errorf("tap %w", err)
 	}
 	if c.Queues > 256 {
 		return fmt.Errorf("tap %q: %d queues is more than the kernel's 256", c.Name, c.Queues)

@@ -5,9 +5,9 @@ package nicdata
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 // MaxQueues is the largest queue count a NIC may have: the Linux tap driver
@@ -46,17 +46,11 @@ func Queues(n *netbridge.NIC) (int, error) {
 	return q, nil
 }
 
-// TapName checks a tap name the way the kernel checks interface names
-// (dev_valid_name): 1 to 15 bytes, not "." or "..", without '/', ':' or
-// whitespace.
+// TapName checks a tap name with netbridge's rule for interface names
+// (linkname.Check).
 func TapName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("tap name missing")
-	case len(name) > 15:
-		return fmt.Errorf("tap name %q longer than 15 bytes", name)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
-		return fmt.Errorf("tap name %q is not a valid interface name", name)
+	if err := linkname.Check(name); err != nil {
+		return fmt.Errorf("tap %w", err)
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 // FilterPriority is the tc priority of the redirect filters, netbridge's.
@@ -51,13 +53,9 @@ const TapPrefix = "nb-"
 var ingressHandle = netlink.MakeHandle(0xffff, 0)
 
 // TapName returns the name of the tap made for the interface ifname:
-// TapPrefix+ifname, cut to the kernel's 15 bytes.
+// TapPrefix+ifname, cut between characters to the kernel's 15 bytes.
 func TapName(ifname string) string {
-	n := TapPrefix + ifname
-	if len(n) > 15 {
-		n = n[:15]
-	}
-	return n
+	return linkname.Cut(TapPrefix+ifname, linkname.MaxLen)
 }
 
 // TapMAC returns the MAC the floor gives ifname's tap in the netns at

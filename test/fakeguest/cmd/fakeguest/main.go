@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/test/fakeguest"
 )
@@ -151,8 +152,8 @@ func parseArgs(args []string, w io.Writer) (*config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if len(cfg.tap) > 15 || strings.ContainsAny(cfg.tap, "/ \t\n") {
-		return nil, fmt.Errorf("--tap %q: not a valid interface name", cfg.tap)
+	if err := linkname.Check(cfg.tap); err != nil {
+		return nil, fmt.Errorf("--tap: not a valid interface name: %w", err)
 	}
 	m, err := net.ParseMAC(mac)
 	if err != nil || len(m) != 6 {
