@@ -186,6 +186,13 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	}
 	log.Info("setting up", "netns", t.Netns, "pid", st.Pid, "status", st.Status, "elapsed", time.Since(start))
 	sb, err := lib.Setup(ctx, cfg)
+	if errors.Is(err, netbridge.ErrNoInterface) && len(cfg.Interfaces) == 0 {
+		// A sandbox without a network (podman --network none, a pod
+		// with host networking in a netns of its own): nothing to wire,
+		// and nothing to refuse the container for.
+		log.Info("nothing to wire: "+err.Error(), "netns", t.Netns)
+		return nil
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%s: deadline exceeded, what was done is rolled back: %w", h.Stage, err)

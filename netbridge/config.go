@@ -17,6 +17,11 @@ var ErrInvalidConfig = errors.New("invalid configuration")
 // sandbox whose interfaces were attached one by one (Attach), or Attach or
 // Detach of a sandbox set up as a whole (Setup). Nothing was changed. It
 // wraps ErrInvalidConfig.
+// ErrNoInterface reports a netns with no interface to attach (only the
+// loopback, or none that setup would wire): a sandbox without a network,
+// which a hook treats as nothing to do. It wraps ErrInvalidConfig.
+var ErrNoInterface = fmt.Errorf("%w: no interface to attach", ErrInvalidConfig)
+
 var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", ErrInvalidConfig)
 
 // Vhost choices.

@@ -530,11 +530,14 @@ func decide(v *netnsView, cfg Config, req request, names []string, st *state.Sto
 	}
 	d.attach = slices.DeleteFunc(slices.Clone(v.ifs), func(i Interface) bool { return !i.Attach })
 	if len(d.attach) == 0 {
+		if len(v.ifs) == 0 {
+			return nil, fmt.Errorf("%w: the netns has no interface but the loopback (a sandbox without a network)", ErrNoInterface)
+		}
 		var why []string
 		for _, i := range v.ifs {
 			why = append(why, fmt.Sprintf("%s: %s", linkname.Show(i.Name), i.Reason))
 		}
-		return nil, fmt.Errorf("%w: no interface to attach (%s); name one with --interfaces", ErrInvalidConfig, strings.Join(why, "; "))
+		return nil, fmt.Errorf("%w (%s); name one with --interfaces", ErrNoInterface, strings.Join(why, "; "))
 	}
 	for i := range d.attach {
 		ifc := &d.attach[i]

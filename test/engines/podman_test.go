@@ -59,6 +59,18 @@ func TestPodmanHooks(t *testing.T) {
 		}
 	})
 
+	t.Run("with the annotation, no network", func(t *testing.T) {
+		// podman --network none: a netns with only lo. The hook has
+		// nothing to wire and must not block the container.
+		args := append([]string{"run", "--rm", "--annotation", sandboxAnnotation, "--network", "none"}, p.RunArgs()...)
+		if _, err := p.Podman(append(args, "/bin/true")...); err != nil {
+			t.Fatalf("a sandbox without a network failed: %v", err)
+		}
+		if got := stateEntries(t, stateDir); len(got) != 0 {
+			t.Errorf("state dir holds %v, want nothing", got)
+		}
+	})
+
 	t.Run("with the annotation", func(t *testing.T) {
 		args := append([]string{"run", "-d", "--name", "vm-sandbox", "--annotation", sandboxAnnotation, "--network", "ns:" + pod.Path()}, p.RunArgs()...)
 		out, err := p.Podman(append(args, "/bin/sleep", "600")...)
