@@ -14,6 +14,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // ErrNotFound reports that no sandbox of that id is recorded.
@@ -225,15 +226,15 @@ func (c *checker) redirect(src, dst string) {
 		c.problem("%s: no ingress qdisc (%v)", src, err)
 		return
 	}
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return c.h.FilterList(s, ingressParent) })
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return c.h.FilterList(s, tcredirect.IngressParent) })
 	if err != nil {
 		c.problem("%s: listing filters: %v", src, err)
 		return
 	}
 	for _, f := range fs {
-		if f.Attrs().Priority == FilterPriority && redirectTarget(f) == d.Attrs().Index {
+		if to, _ := tcredirect.Target(f); f.Attrs().Priority == tcredirect.Priority && to == d.Attrs().Index {
 			return
 		}
 	}
-	c.problem("%s: no redirect filter to %s at prio %d", src, dst, FilterPriority)
+	c.problem("%s: no redirect filter to %s at prio %d", src, dst, tcredirect.Priority)
 }

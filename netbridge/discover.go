@@ -31,7 +31,7 @@ type Interface struct {
 	// link (from its alias tag), empty for a link netbridge did not create.
 	Owner string `json:"owner,omitempty"`
 	// WiredFor is the sandbox id netbridge wired this interface for (a tc
-	// redirect at FilterPriority to its tap, its bridge as the master, or
+	// redirect at netbridge's filter priority to its tap, its bridge as the master, or
 	// its macvtap on top), whatever state directory that setup used; empty
 	// when netbridge did not wire it. Setup and Attach refuse such an
 	// interface to every other sandbox.

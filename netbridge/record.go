@@ -17,6 +17,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // recordVersion is the version of the state record format. A record of
@@ -47,7 +48,7 @@ type record struct {
 	// namespace beyond its path. 0 in older records, or without cookies.
 	NetnsCookie uint64 `json:"netns_cookie,omitempty"`
 	// Classifier is the tc classifier of the tcfilter model, u32 or matchall.
-	Classifier string `json:"classifier,omitempty"`
+	Classifier tcredirect.Classifier `json:"classifier,omitempty"`
 	// Request is what the setup was asked for (Setup).
 	Request request `json:"request"`
 	// Requests is what each interface was attached with (Attach).
@@ -488,7 +489,7 @@ func (u *undoer) undoQdisc(link netlink.Link, s step, tapOurs bool) error {
 		u.r.logger().Info("an ingress qdisc netbridge announced but never made: someone else's, left alone", "link", name)
 		return nil
 	}
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return u.h.FilterList(link, ingressParent) })
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return u.h.FilterList(link, tcredirect.IngressParent) })
 	if err != nil {
 		return fmt.Errorf("listing the filters of %q: %w", name, err)
 	}

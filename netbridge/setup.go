@@ -23,6 +23,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/probe"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tap"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // Setup wires the sandbox: in its netns it connects every attached
@@ -586,7 +587,7 @@ func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *st
 			if _, creates := ownedKinds[s.Op]; creates {
 				gone[s.Link] = true
 			}
-			if (s.Op == opFilter && s.Prio == FilterPriority) || s.Op == opQdisc {
+			if (s.Op == opFilter && s.Prio == tcredirect.Priority) || s.Op == opQdisc {
 				filtersGone[s.Link] = true
 			}
 		}

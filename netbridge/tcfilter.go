@@ -9,21 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/nlretry"
-)
-
-// FilterPriority is the tc priority of netbridge's redirect filters. It
-// is reserved for netbridge on the ingress qdiscs of the links it wires:
-// teardown and check find exactly ours by it among any other filters, and
-// teardown removes the filters of that priority only. (A fixed handle would
-// not do: u32 numbers its hash tables per priority as the kernel pleases.)
-const FilterPriority = 0x4e42 // 20034, "NB"
-
-var ingressParent = netlink.MakeHandle(0xffff, 0)
-
-// Classifiers.
-const (
-	classifierMatchall = "matchall"
-	classifierU32      = "u32"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // tcfilter connects interface and tap with an ingress qdisc on each and a
@@ -86,25 +72,25 @@ func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
 }
 
 // ErrFilterPriorityTaken reports that the ingress qdisc of an interface
-// holds a filter of someone else at FilterPriority, which netbridge keeps
-// for its redirect.
-var ErrFilterPriorityTaken = errors.New("tc filter priority taken")
+// holds a filter of someone else at netbridge's priority, which netbridge
+// keeps for its redirect.
+var ErrFilterPriorityTaken = tcredirect.ErrPriorityTaken
 
 // priorityFree checks that the ingress qdisc of interface name (of index
-// index) holds no filter at FilterPriority: netbridge's filter would join
+// index) holds no filter at tcredirect.Priority: netbridge's filter would join
 // one of protocol all and be torn down with it, and the kernel refuses it
 // next to one of another protocol.
 func (tx *txn) priorityFree(name string, index int) error {
 	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) {
-		return tx.h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, ingressParent)
+		return tx.h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, tcredirect.IngressParent)
 	})
 	if err != nil {
 		return fmt.Errorf("listing the filters of %q: %w", name, err)
 	}
 	for _, f := range fs {
-		if f.Attrs().Priority == FilterPriority {
+		if f.Attrs().Priority == tcredirect.Priority {
 			return fmt.Errorf("%w: the ingress qdisc of %q holds a %s filter at priority %d, which netbridge keeps for its redirect; delete it (tc filter del dev %s ingress prio %d) or move it to another priority",
-				ErrFilterPriorityTaken, name, f.Type(), FilterPriority, name, FilterPriority)
+				ErrFilterPriorityTaken, name, f.Type(), tcredirect.Priority, name, tcredirect.Priority)
 		}
 	}
 	return nil
@@ -120,11 +106,7 @@ func (tcfilter) check(c *checker, nic *NIC) {
 // index *index holds by the time the step runs.
 func (tx *txn) ingressStep(name string, index *int) planned {
 	return planned{s: step{Op: opQdisc, Link: name, Iface: tx.iface}, fn: func() error {
-		return tx.h.QdiscAdd(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: *index,
-			Parent:    netlink.HANDLE_INGRESS,
-			Handle:    ingressParent,
-		}})
+		return tx.h.QdiscAdd(tcredirect.Ingress(*index))
 	}}
 }
 
@@ -134,7 +116,7 @@ func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing qdiscs of %q: %w", link.Attrs().Name, err)
 	}
-	return ingressIn(qs, link.Attrs().Name, link.Attrs().Index)
+	return tcredirect.IngressOf(qs, link.Attrs().Name, link.Attrs().Index)
 }
 
 // ingressOf is findIngress for the CNI interface name of index index, from
@@ -149,23 +131,7 @@ func (tx *txn) ingressOf(name string, index int) (netlink.Qdisc, error) {
 		}
 		tx.qdiscs = qs
 	}
-	return ingressIn(tx.qdiscs, name, index)
-}
-
-// ingressIn returns the ingress qdisc among qs of the link name of index
-// index, nil when it has none, and an error when another kind of qdisc
-// holds its ingress hook.
-func ingressIn(qs []netlink.Qdisc, name string, index int) (netlink.Qdisc, error) {
-	for _, q := range qs {
-		if q.Attrs().LinkIndex != index || q.Attrs().Parent != netlink.HANDLE_INGRESS {
-			continue
-		}
-		if _, ok := q.(*netlink.Ingress); ok {
-			return q, nil
-		}
-		return nil, fmt.Errorf("%q has a %s qdisc at the ingress hook; the tcfilter model needs a plain ingress qdisc there", name, q.Type())
-	}
-	return nil, nil
+	return tcredirect.IngressOf(tx.qdiscs, name, index)
 }
 
 // redirectStep is the step adding our filter on link src (index *src by
@@ -175,13 +141,13 @@ func ingressIn(qs []netlink.Qdisc, name string, index int) (netlink.Qdisc, error
 // load attempt (a modprobe run by the kernel, milliseconds) per setup on
 // kernels without it. The choice is made once per sandbox.
 func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
-	s := step{Op: opFilter, Link: src, Parent: ingressParent, Prio: FilterPriority, Iface: tx.iface}
+	s := step{Op: opFilter, Link: src, Parent: tcredirect.IngressParent, Prio: tcredirect.Priority, Iface: tx.iface}
 	return planned{s: s, fn: func() error {
 		if tx.rec.Classifier != "" {
-			return tx.h.FilterAdd(redirectFilter(tx.rec.Classifier, *srcIndex, *dstIndex))
+			return tx.h.FilterAdd(tcredirect.Filter(tx.rec.Classifier, *srcIndex, *dstIndex))
 		}
-		for _, c := range []string{classifierU32, classifierMatchall} {
-			err := tx.h.FilterAdd(redirectFilter(c, *srcIndex, *dstIndex))
+		for _, c := range []tcredirect.Classifier{tcredirect.U32, tcredirect.Matchall} {
+			err := tx.h.FilterAdd(tcredirect.Filter(c, *srcIndex, *dstIndex))
 			if err == nil {
 				tx.rec.Classifier = c
 			}
@@ -191,22 +157,6 @@ func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
 		}
 		return fmt.Errorf("neither u32 nor matchall: %w", unix.EOPNOTSUPP)
 	}}
-}
-
-// redirectFilter is a match-all filter of classifier at our priority on
-// the ingress of link src, redirecting to the egress of link dst.
-func redirectFilter(classifier string, src, dst int) netlink.Filter {
-	attrs := netlink.FilterAttrs{
-		LinkIndex: src,
-		Parent:    ingressParent,
-		Priority:  FilterPriority,
-		Protocol:  unix.ETH_P_ALL,
-	}
-	redirect := []netlink.Action{netlink.NewMirredAction(dst)}
-	if classifier == classifierMatchall {
-		return &netlink.MatchAll{FilterAttrs: attrs, Actions: redirect}
-	}
-	return &netlink.U32{FilterAttrs: attrs, Actions: redirect}
 }
 
 // ourFilters returns the filters of add-filter step s on link, a CNI
@@ -225,17 +175,9 @@ func ourFilters(h *netlink.Handle, link netlink.Link, s step, tap netlink.Link) 
 	}
 	var ours []netlink.Filter
 	for _, f := range fs {
-		a := f.Attrs()
-		if a.Priority != s.Prio || a.Protocol != unix.ETH_P_ALL {
-			continue
+		if tcredirect.Redirects(f, s.Prio, target) {
+			ours = append(ours, f)
 		}
-		if to, ok := mirredTarget(f); !ok || to != target {
-			continue
-		}
-		if u, ok := f.(*netlink.U32); ok && (u.Sel == nil || len(u.Sel.Keys) != 1 || u.Sel.Keys[0].Mask != 0) {
-			continue
-		}
-		ours = append(ours, f)
 	}
 	return ours, nil
 }
@@ -247,30 +189,4 @@ func delFilter(h *netlink.Handle, f netlink.Filter) error {
 		FilterAttrs: netlink.FilterAttrs{LinkIndex: a.LinkIndex, Parent: a.Parent, Priority: a.Priority, Protocol: a.Protocol, Handle: a.Handle},
 		FilterType:  f.Type(),
 	}))
-}
-
-// mirredTarget returns the ifindex the egress redirect of a filter's
-// mirred action goes to (0 when that link is gone), and whether it has
-// one.
-func mirredTarget(f netlink.Filter) (int, bool) {
-	var actions []netlink.Action
-	switch f := f.(type) {
-	case *netlink.U32:
-		actions = f.Actions
-	case *netlink.MatchAll:
-		actions = f.Actions
-	}
-	for _, a := range actions {
-		if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR {
-			return m.Ifindex, true
-		}
-	}
-	return 0, false
-}
-
-// redirectTarget returns the ifindex a filter's mirred action redirects to
-// (egress), or 0.
-func redirectTarget(f netlink.Filter) int {
-	to, _ := mirredTarget(f)
-	return to
 }

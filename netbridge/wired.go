@@ -11,6 +11,7 @@ import (
 
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // This file tells which interfaces of a netns netbridge wired already, and
@@ -35,7 +36,7 @@ type wiring struct {
 
 // wiringsOf returns the signs that netbridge wired ifc: its master is a
 // bridge netbridge made, a macvtap netbridge made sits on it, or a filter
-// at FilterPriority on its ingress redirects its frames (to a tap, which
+// at tcredirect.Priority on its ingress redirects its frames (to a tap, which
 // names the sandbox by its tag). A filter at that priority to a link
 // without our tag counts too: the priority is reserved for netbridge, and
 // a second redirect there would split the interface's frames.
@@ -58,29 +59,29 @@ func wiringsOf(h *netlink.Handle, ifc *Interface, byIndex map[int]netlink.Link, 
 			out = append(out, wiring{owner: owner, link: l.Attrs().Name, via: fmt.Sprintf("macvtap %q sits on it", l.Attrs().Name)})
 		}
 	}
-	if q, err := ingressIn(qdiscs, ifc.Name, ifc.Index); err != nil || q == nil {
+	if q, err := tcredirect.IngressOf(qdiscs, ifc.Name, ifc.Index); err != nil || q == nil {
 		return out, nil // no plain ingress qdisc: none of our filters
 	}
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(self, ingressParent) })
+	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(self, tcredirect.IngressParent) })
 	if err != nil {
 		return nil, fmt.Errorf("listing the ingress filters of %q: %w", ifc.Name, err)
 	}
 	for _, f := range fs {
-		if f.Attrs().Priority != FilterPriority || u32Header(f) {
+		if f.Attrs().Priority != tcredirect.Priority || tcredirect.IsU32Header(f) {
 			continue
 		}
-		to := redirectTarget(f)
+		to, _ := tcredirect.Target(f)
 		t, ok := byIndex[to]
 		if !ok {
-			out = append(out, wiring{via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, is on its ingress (to ifindex %d)", FilterPriority, to), filter: true})
+			out = append(out, wiring{via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, is on its ingress (to ifindex %d)", tcredirect.Priority, to), filter: true})
 			continue
 		}
 		name := t.Attrs().Name
 		if owner, ok := ownerOf(t); ok {
-			out = append(out, wiring{owner: owner, link: name, via: fmt.Sprintf("a tc redirect at priority %d sends its frames to %q", FilterPriority, name), filter: true})
+			out = append(out, wiring{owner: owner, link: name, via: fmt.Sprintf("a tc redirect at priority %d sends its frames to %q", tcredirect.Priority, name), filter: true})
 			continue
 		}
-		out = append(out, wiring{link: name, via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, sends its frames to %q, which no netbridge tag names", FilterPriority, name), filter: true})
+		out = append(out, wiring{link: name, via: fmt.Sprintf("a tc filter at priority %d, which netbridge reserves for its redirects, sends its frames to %q, which no netbridge tag names", tcredirect.Priority, name), filter: true})
 	}
 	return out, nil
 }
@@ -238,11 +239,4 @@ func addressesBack(ifs []Interface, steps []step) {
 			}
 		}
 	}
-}
-
-// u32Header reports whether f is the hash table a u32 filter priority
-// lists before its rules: it matches and redirects nothing itself.
-func u32Header(f netlink.Filter) bool {
-	u, ok := f.(*netlink.U32)
-	return ok && u.Sel == nil && len(u.Actions) == 0
 }

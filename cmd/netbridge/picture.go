@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // drawNICs draws, per NIC, the path from the CNI interface through the
@@ -25,7 +26,7 @@ func drawNICs(w io.Writer, nics []netbridge.NIC) {
 		var lines []string
 		switch n.Model {
 		case netbridge.ModelTCFilter:
-			lines = []string{iface, "<=> tc mirred redirect both ways (ingress, prio " + fmt.Sprint(netbridge.FilterPriority) + ")", tap, guest}
+			lines = []string{iface, "<=> tc mirred redirect both ways (ingress, prio " + fmt.Sprint(tcredirect.Priority) + ")", tap, guest}
 		case netbridge.ModelBridge:
 			lines = []string{iface, "port of bridge " + n.Bridge + " (no STP, no multicast snooping)", tap, guest}
 		case netbridge.ModelMacvtap:

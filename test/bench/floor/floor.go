@@ -41,16 +41,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/linkname"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // FilterPriority is the tc priority of the redirect filters, netbridge's.
-const FilterPriority = 20034
+const FilterPriority = tcredirect.Priority
 
 // TapPrefix starts the name of every tap the floor creates, like
 // netbridge's taps.
 const TapPrefix = "nb-"
-
-var ingressHandle = netlink.MakeHandle(0xffff, 0)
 
 // TapName returns the name of the tap made for the interface ifname:
 // TapPrefix+ifname, cut between characters to the kernel's 15 bytes.
@@ -80,19 +79,8 @@ func Group(netnsPath string) uint32 {
 // as the floor's and netbridge's, redirects to (a mirred egress redirect
 // among its actions), or 0 when it redirects nowhere.
 func RedirectTarget(f netlink.Filter) int {
-	var actions []netlink.Action
-	switch f := f.(type) {
-	case *netlink.U32:
-		actions = f.Actions
-	case *netlink.MatchAll:
-		actions = f.Actions
-	}
-	for _, a := range actions {
-		if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR {
-			return m.Ifindex
-		}
-	}
-	return 0
+	to, _ := tcredirect.Target(f)
+	return to
 }
 
 // Setup wires each named interface of the netns at netnsPath to a new tap
@@ -157,27 +145,13 @@ func setupOne(h *netlink.Handle, raw map[int]*nl.SocketHandle, netnsPath, ifname
 		return fmt.Errorf("looking up tap %s: %w", name, err)
 	}
 	for _, l := range []netlink.Link{link, tap} {
-		q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: l.Attrs().Index,
-			Parent:    netlink.HANDLE_INGRESS,
-			Handle:    ingressHandle,
-		}}
-		if err := h.QdiscAdd(q); err != nil {
+		if err := h.QdiscAdd(tcredirect.Ingress(l.Attrs().Index)); err != nil {
 			return fmt.Errorf("adding the ingress qdisc of %s: %w", l.Attrs().Name, err)
 		}
 	}
 	for _, dir := range [][2]netlink.Link{{link, tap}, {tap, link}} {
 		src, dst := dir[0], dir[1]
-		f := &netlink.U32{
-			FilterAttrs: netlink.FilterAttrs{
-				LinkIndex: src.Attrs().Index,
-				Parent:    ingressHandle,
-				Priority:  FilterPriority,
-				Protocol:  unix.ETH_P_ALL,
-			},
-			Actions: []netlink.Action{netlink.NewMirredAction(dst.Attrs().Index)},
-		}
-		if err := h.FilterAdd(f); err != nil {
+		if err := h.FilterAdd(tcredirect.Filter(tcredirect.U32, src.Attrs().Index, dst.Attrs().Index)); err != nil {
 			return fmt.Errorf("adding the redirect %s -> %s: %w", src.Attrs().Name, dst.Attrs().Name, err)
 		}
 	}
@@ -211,12 +185,7 @@ func delIngress(h *netlink.Handle, ifname string) error {
 	if err != nil {
 		return fmt.Errorf("looking up %s: %w", ifname, err)
 	}
-	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: link.Attrs().Index,
-		Parent:    netlink.HANDLE_INGRESS,
-		Handle:    ingressHandle,
-	}}
-	if err := h.QdiscDel(q); err != nil {
+	if err := h.QdiscDel(tcredirect.Ingress(link.Attrs().Index)); err != nil {
 		return fmt.Errorf("deleting the ingress qdisc of %s: %w", ifname, err)
 	}
 	return nil
