@@ -13,6 +13,7 @@ import (
 
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
@@ -98,7 +99,7 @@ func checkIn(rec *record, nics []NIC) error {
 // lockedRecord opens the store, takes id's lock and reads its record (nil
 // when there is none). unlock releases the lock.
 func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *record, func(), error) {
-	if err := state.ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	st, err := state.Open(state.Dir(stateDir))

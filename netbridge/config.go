@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/netbridge/netbridge/pkg/linkname"
-	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 )
 
 // ErrInvalidConfig reports a configuration that cannot be used as given;
@@ -82,7 +82,7 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if err := state.ValidateID(c.ID); err != nil {
+	if err := sandboxid.Check(c.ID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Netns == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -29,7 +30,7 @@ type Status struct {
 // Load returns the recorded sandbox id, which must be fully set up. It
 // reads the state without entering the netns.
 func Load(stateDir, id string) (*Sandbox, error) {
-	if err := state.ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	st, err := state.Open(state.Dir(stateDir))

@@ -18,7 +18,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
-	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -224,9 +224,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"file not netns", func(c *netbridge.Config) { c.Netns = notNetns }, netns.ErrNotNetns},
 		{"mount ns", func(c *netbridge.Config) { c.Netns = "/proc/self/ns/mnt" }, netns.ErrNotNetns},
 		{"host netns", func(c *netbridge.Config) { c.Netns = "/proc/self/ns/net" }, netns.ErrHostNetns},
-		{"id with slash", func(c *netbridge.Config) { c.ID = "a/b" }, state.ErrInvalidID},
-		{"id with dotdot", func(c *netbridge.Config) { c.ID = "a..b" }, state.ErrInvalidID},
-		{"id too long", func(c *netbridge.Config) { c.ID = strings.Repeat("x", 129) }, state.ErrInvalidID},
+		{"id with slash", func(c *netbridge.Config) { c.ID = "a/b" }, sandboxid.ErrInvalid},
+		{"id with dotdot", func(c *netbridge.Config) { c.ID = "a..b" }, sandboxid.ErrInvalid},
+		{"id too long", func(c *netbridge.Config) { c.ID = strings.Repeat("x", 129) }, sandboxid.ErrInvalid},
 		{"absent interface", func(c *netbridge.Config) { c.Interfaces = []string{"eth7"} }, netbridge.ErrInvalidConfig},
 		{"unknown model", func(c *netbridge.Config) { c.Model = "carrier-pigeon" }, netbridge.ErrInvalidConfig},
 		{"bad queues", func(c *netbridge.Config) { c.Queues = 1000 }, netbridge.ErrInvalidConfig},
@@ -241,7 +241,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 				netbridge.Teardown(context.Background(), p.stateDir, cfg.ID)
 				t.Fatal("Setup succeeded")
 			}
-			if !errors.Is(err, c.want) || !errors.Is(err, netbridge.ErrInvalidConfig) && c.want != state.ErrInvalidID {
+			if !errors.Is(err, c.want) || !errors.Is(err, netbridge.ErrInvalidConfig) && c.want != sandboxid.ErrInvalid {
 				t.Errorf("Setup = %v, want %v", err, c.want)
 			}
 			if strings.Contains(err.Error(), "\n") {

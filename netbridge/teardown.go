@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -22,7 +23,7 @@ import (
 // something cannot be removed, the record keeps what is left, so that
 // teardown can be run again.
 func Teardown(ctx context.Context, stateDir, id string) error {
-	if err := state.ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	start := time.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
@@ -197,7 +198,7 @@ func takenError(ifc *Interface, st *state.Store, self string) *TakenError {
 	e := &TakenError{Interface: ifc.Name, Owner: w.owner, Via: w.via, Self: w.owner != "" && w.owner == self}
 	if st != nil && w.owner != "" {
 		e.StateDir = st.Dir()
-		if state.ValidateID(w.owner) == nil {
+		if sandboxid.Check(w.owner) == nil {
 			var r record
 			if ok, err := st.Read(w.owner, &r); err == nil && ok {
 				e.Recorded, e.Attached = true, r.Mode == modeAttach
@@ -213,7 +214,7 @@ func ownerText(st *state.Store, owner string) string {
 	if st == nil {
 		return fmt.Sprintf("sandbox %q", owner)
 	}
-	if state.ValidateID(owner) == nil && st.Has(owner) {
+	if sandboxid.Check(owner) == nil && st.Has(owner) {
 		return fmt.Sprintf("sandbox %q, recorded in %s (tear it down first)", owner, st.Dir())
 	}
 	return fmt.Sprintf("sandbox %q, which has no record in %s (set up with another state directory?): tear it down with that state directory", owner, st.Dir())

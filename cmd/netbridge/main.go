@@ -16,7 +16,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
-	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 )
 
 // Exit codes.
@@ -127,7 +127,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &u),
 		errors.Is(err, netbridge.ErrInvalidConfig),
-		errors.Is(err, state.ErrInvalidID),
+		errors.Is(err, sandboxid.ErrInvalid),
 		errors.Is(err, netns.ErrNotExist),
 		errors.Is(err, netns.ErrNotNetns),
 		errors.Is(err, netns.ErrHostNetns):

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 )
 
 // EnvDir names the environment variable that overrides the default state
@@ -34,16 +36,10 @@ const EnvDir = "NETBRIDGE_STATE_DIR"
 // names one.
 const DefaultDir = "/run/netbridge"
 
-// MaxIDLen is the longest sandbox id accepted, in bytes.
-const MaxIDLen = 128
-
 // MaxRecordSize is the largest record read or written, in bytes: 4 MiB,
 // hundreds of times what a sandbox with a dozen interfaces needs. A larger
 // file was not written by netbridge and is refused unread.
 const MaxRecordSize = 4 << 20
-
-// ErrInvalidID reports a sandbox id that cannot be used.
-var ErrInvalidID = errors.New("invalid sandbox id")
 
 // ErrUnsafeDir reports a state directory that is not netbridge's alone: a
 // symbolic link or not a directory, owned by another user, or writable by
@@ -56,38 +52,6 @@ var ErrBadRecord = errors.New("unusable state record")
 
 // ErrTooLarge reports a record larger than MaxRecordSize.
 var ErrTooLarge = errors.New("state record too large")
-
-// ValidateID checks id against the CNI container-id rules: it starts with a
-// letter or digit, holds only letters, digits, '_', '.' and '-', contains no
-// "..", and is at most MaxIDLen bytes.
-func ValidateID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty", ErrInvalidID)
-	case len(id) > MaxIDLen:
-		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidID, len(id), MaxIDLen)
-	case strings.Contains(id, ".."):
-		return fmt.Errorf("%w %q: contains \"..\"", ErrInvalidID, id)
-	case !idChars(id):
-		return fmt.Errorf("%w %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", ErrInvalidID, id)
-	}
-	return nil
-}
-
-// idChars reports whether id starts with a letter or digit and holds only
-// letters, digits, '_', '.' and '-'. (A regular expression would do, but
-// compiling it at start-up cost every netbridge process half a
-// millisecond.)
-func idChars(id string) bool {
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
-			return false
-		}
-	}
-	return id != ""
-}
 
 // Dir resolves the state directory: flag if non-empty, else $NETBRIDGE_STATE_DIR,
 // else DefaultDir.
@@ -175,7 +139,7 @@ type Lock struct {
 
 // Lock takes the lock of id, waiting until it is free or ctx is done.
 func (s *Store) Lock(ctx context.Context, id string) (*Lock, error) {
-	if err := ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return nil, err
 	}
 	p := s.path(id, ".lock")
@@ -247,7 +211,7 @@ func (l *Lock) UnlockAndRemove() error {
 // Read decodes the record of id into v. It returns false and no error when
 // there is no record.
 func (s *Store) Read(id string, v any) (bool, error) {
-	if err := ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return false, err
 	}
 	p := s.path(id, ".json")
@@ -300,7 +264,7 @@ func checkRecordFile(p string, st *unix.Stat_t) error {
 // record or the new one, never a mix, even across a crash. The caller holds
 // id's lock. A record larger than MaxRecordSize is not written (ErrTooLarge).
 func (s *Store) Write(id string, v any) error {
-	if err := ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return err
 	}
 	b, err := json.Marshal(v) // compact: a record is rewritten once per setup step
@@ -332,7 +296,7 @@ func (s *Store) Write(id string, v any) error {
 
 // Remove deletes the record of id; a missing record is not an error.
 func (s *Store) Remove(id string) error {
-	if err := ValidateID(id); err != nil {
+	if err := sandboxid.Check(id); err != nil {
 		return err
 	}
 	if err := os.Remove(s.path(id, ".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -344,7 +308,7 @@ func (s *Store) Remove(id string) error {
 // Has reports whether id has a record: a regular file (a symbolic link or
 // anything else in its place is refused by Read, and is not one).
 func (s *Store) Has(id string) bool {
-	if ValidateID(id) != nil {
+	if sandboxid.Check(id) != nil {
 		return false
 	}
 	fi, err := os.Lstat(s.path(id, ".json"))
@@ -369,7 +333,7 @@ func (s *Store) List() ([]string, error) {
 	var ids []string
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if ok && e.Type().IsRegular() && ValidateID(id) == nil {
+		if ok && e.Type().IsRegular() && sandboxid.Check(id) == nil {
 			ids = append(ids, id)
 		}
 	}

@@ -5,27 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-func TestValidateID(t *testing.T) {
-	good := []string{"a", "pod-1", "0f3c_x.y", strings.Repeat("a", MaxIDLen)}
-	bad := []string{"", "../x", "a/b", "a..b", ".hidden", "-x", "a b", "a\x00b", strings.Repeat("a", MaxIDLen+1), "é"}
-	for _, id := range good {
-		if err := ValidateID(id); err != nil {
-			t.Errorf("ValidateID(%q) = %v, want nil", id, err)
-		}
-	}
-	for _, id := range bad {
-		if err := ValidateID(id); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("ValidateID(%q) = %v, want ErrInvalidID", id, err)
-		}
-	}
-}
 
 type rec struct {
 	Version int      `json:"version"`
@@ -217,23 +201,4 @@ func TestEmptyRecordReadsAsNone(t *testing.T) {
 	if _, err := s.Read("sb1", &v); err == nil {
 		t.Error("Read of a torn record = nil error")
 	}
-}
-
-// idChars says what the pattern ^[A-Za-z0-9][A-Za-z0-9_.\-]*$ says.
-func TestIDCharsMatchesThePattern(t *testing.T) {
-	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
-	alphabet := []byte("aZ09_.-/ :\x00é+")
-	var walk func(prefix []byte, depth int)
-	walk = func(prefix []byte, depth int) {
-		if got, want := idChars(string(prefix)), re.Match(prefix); got != want {
-			t.Errorf("idChars(%q) = %v, the pattern says %v", prefix, got, want)
-		}
-		if depth == 0 {
-			return
-		}
-		for _, c := range alphabet {
-			walk(append(prefix, c), depth-1)
-		}
-	}
-	walk(nil, 3)
 }

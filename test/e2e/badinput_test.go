@@ -13,7 +13,7 @@ import (
 	"github.com/netbridge/netbridge/hooks"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
-	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -87,14 +87,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "lib id NUL", lib: func(dir string) error {
 			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "a\x00b", Netns: pod.Path(), StateDir: dir})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, state.ErrInvalidID}},
+		}, is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
 		{name: "lib teardown id NUL", lib: func(dir string) error { return netbridge.Teardown(ctx, dir, "a\x00b") },
-			is: []error{netbridge.ErrInvalidConfig, state.ErrInvalidID}},
-		{name: "lib check id slash", lib: func(dir string) error { return netbridge.Check(ctx, dir, "a/b") }, is: []error{state.ErrInvalidID}},
+			is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
+		{name: "lib check id slash", lib: func(dir string) error { return netbridge.Check(ctx, dir, "a/b") }, is: []error{sandboxid.ErrInvalid}},
 		{name: "lib id 129 bytes", lib: func(dir string) error {
 			_, err := netbridge.Setup(ctx, netbridge.Config{ID: long, Netns: pod.Path(), StateDir: dir})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, state.ErrInvalidID}},
+		}, is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
 		// netns
 		{name: "cli netns missing", args: []string{"setup", "--netns", "/run/netns/nb-no-such-ns", "--id", "bad", "--state-dir", "$DIR"}, code: 2},
 		{name: "cli netns regular file", args: []string{"setup", "--netns", regular, "--id", "bad", "--state-dir", "$DIR"}, code: 2},
