@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Stages.
@@ -34,14 +35,14 @@ const (
 
 // Library is what a hook needs of netbridge; tests substitute a fake.
 type Library interface {
-	Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error)
+	Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error)
 	Teardown(ctx context.Context, stateDir, id string) error
 }
 
 // libraryFuncs is the real library.
 type libraryFuncs struct{}
 
-func (libraryFuncs) Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error) {
+func (libraryFuncs) Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error) {
 	return netbridge.Setup(ctx, cfg)
 }
 func (libraryFuncs) Teardown(ctx context.Context, stateDir, id string) error {
@@ -178,7 +179,7 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	cfg := h.Setup
 	cfg.ID, cfg.Netns, cfg.HoldFDs = t.SandboxID, t.Netns, false
 	if cfg.DNS.IsZero() && t.CNIResult != "" {
-		dns, err := netbridge.DNSFromCNIResult([]byte(t.CNIResult))
+		dns, err := sandbox.DNSFromCNIResult([]byte(t.CNIResult))
 		if err != nil {
 			log.Warn("ignoring the CNI result annotation", "annotation", AnnotationCRIOCNIResult, "error", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -22,7 +23,7 @@ type fakeLib struct {
 	err   error
 }
 
-func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.Sandbox, error) {
+func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error) {
 	_, hasDeadline := ctx.Deadline()
 	call := fmt.Sprintf("setup id=%s netns=%s model=%s queues=%d state=%s deadline=%v", cfg.ID, cfg.Netns, cfg.Model, cfg.Queues, cfg.StateDir, hasDeadline)
 	if !cfg.DNS.IsZero() {
@@ -32,7 +33,7 @@ func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*netbridge.S
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &netbridge.Sandbox{ID: cfg.ID, Netns: cfg.Netns, NICs: []netbridge.NIC{{Name: "eth0", Tap: "nb-eth0"}}}, nil
+	return &sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, NICs: []sandbox.NIC{{Name: "eth0", Tap: "nb-eth0"}}}, nil
 }
 
 func (f *fakeLib) Teardown(_ context.Context, stateDir, id string) error {

@@ -20,10 +20,6 @@ import (
 // as a whole by Setup.
 const modeAttach = "attach"
 
-// ModelMixed is Sandbox.Model of a sandbox whose interfaces were attached
-// with different models.
-const ModelMixed = "mixed"
-
 // Attach wires the interfaces cfg.Interfaces names into sandbox cfg.ID,
 // next to the interfaces attached to it before, which it leaves alone. It
 // is the per-interface form of Setup, made for a chained CNI plugin: under

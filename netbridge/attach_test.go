@@ -23,7 +23,7 @@ func newTwoNetPod(t *testing.T) *pod {
 }
 
 // attach attaches ifname with model; the sandbox is torn down at cleanup.
-func (p *pod) attach(t *testing.T, id, ifname, model string) *netbridge.Sandbox {
+func (p *pod) attach(t *testing.T, id, ifname string, model netbridge.Model) *netbridge.Sandbox {
 	t.Helper()
 	cfg := p.config(id)
 	cfg.Interfaces, cfg.Model = []string{ifname}, model

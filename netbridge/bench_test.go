@@ -15,7 +15,7 @@ import (
 // one sandbox with N NICs in one netns; ns/NIC is the cost per interface.
 func BenchmarkSetupTeardown(b *testing.B) {
 	for _, nics := range []int{1, 4} {
-		for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelNone} {
+		for _, model := range []netbridge.Model{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelNone} {
 			b.Run(fmt.Sprintf("model=%s/nics=%d", model, nics), func(b *testing.B) {
 				node, pod := testnet.NewNS(b), testnet.NewNS(b)
 				for i := range nics {

@@ -21,7 +21,7 @@ import (
 //	ip link set nb-eth0 master nbr-eth0; ip link set nbr-eth0 up
 type bridge struct{}
 
-func (bridge) name() string                  { return ModelBridge }
+func (bridge) name() Model                   { return ModelBridge }
 func (bridge) supports(ifc *Interface) error { return supportsKind(ModelBridge, ifc) }
 
 func (bridge) wire(tx *txn, nic *NIC) error {

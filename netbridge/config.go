@@ -24,16 +24,6 @@ var ErrNoInterface = fmt.Errorf("%w: no interface to attach", ErrInvalidConfig)
 
 var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", ErrInvalidConfig)
 
-// Vhost choices.
-const (
-	VhostOff  = "off"  // never use vhost-net (the default)
-	VhostOn   = "on"   // require vhost-net; fail if the kernel has none
-	VhostAuto = "auto" // use vhost-net when /dev/vhost-net exists
-)
-
-// MaxQueues is the largest number of queues per tap.
-const MaxQueues = 256
-
 // Config says what Setup wires.
 type Config struct {
 	// ID is the sandbox id: letters, digits, '_', '.', '-', at most 128
@@ -42,19 +32,19 @@ type Config struct {
 	// Netns is the path of the sandbox netns (/run/netns/NAME, /proc/PID/ns/net).
 	Netns string
 	// Model is the interworking model, ModelTCFilter when empty.
-	Model string
+	Model Model
 	// Interfaces, when non-empty, names exactly the interfaces to attach;
 	// otherwise every supported interface with an address is attached.
 	Interfaces []string
 	// Queues is the number of queues per tap; zero means one.
 	Queues int
 	// Vhost is VhostOff (or empty), VhostOn or VhostAuto.
-	Vhost string
+	Vhost Vhost
 	// TapOwner and TapGroup, when non-nil, restrict who may open the taps.
 	TapOwner, TapGroup *uint32
 	// MacvtapMode is the mode of the macvtap model: MacvtapBridge (the
 	// default) or MacvtapPassthru.
-	MacvtapMode string
+	MacvtapMode MacvtapMode
 	// TapName, when set, names the device the hypervisor opens (the tap,
 	// or the macvtap of model macvtap) instead of the derived nb-IFNAME
 	// (nbm-IFNAME). It needs exactly one interface in Interfaces.
@@ -150,15 +140,15 @@ func (c *Config) request(vhost bool) request {
 // request is the part of a Config that shapes the wiring. A ready record
 // whose request equals the new one makes Setup a no-op.
 type request struct {
-	Model       string   `json:"model"`
-	Interfaces  []string `json:"interfaces,omitempty"`
-	Queues      int      `json:"queues"`
-	Vhost       bool     `json:"vhost,omitempty"`
-	TapOwner    *uint32  `json:"tap_owner,omitempty"`
-	TapGroup    *uint32  `json:"tap_group,omitempty"`
-	MacvtapMode string   `json:"macvtap_mode,omitempty"`
-	TapName     string   `json:"tap_name,omitempty"`
-	Network     string   `json:"network,omitempty"`
+	Model       Model       `json:"model"`
+	Interfaces  []string    `json:"interfaces,omitempty"`
+	Queues      int         `json:"queues"`
+	Vhost       bool        `json:"vhost,omitempty"`
+	TapOwner    *uint32     `json:"tap_owner,omitempty"`
+	TapGroup    *uint32     `json:"tap_group,omitempty"`
+	MacvtapMode MacvtapMode `json:"macvtap_mode,omitempty"`
+	TapName     string      `json:"tap_name,omitempty"`
+	Network     string      `json:"network,omitempty"`
 }
 
 func (r request) equal(o request) bool {

@@ -262,25 +262,25 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 		warned:  []string{"mvt0", "vx0"},
 		reasons: common,
 	}
-	vethOnly := func(model string) want {
+	vethOnly := func(model Model) want {
 		return want{
 			attach: []string{"eth0", "net4", "tap0"},
 			warned: []string{"mvt0", "net1", "net2", "net3", "vx0"},
 			reasons: withCommon(map[string]string{
-				"net1": "the " + model + ` model cannot carry macvlan "net1"`,
-				"net2": "the " + model + ` model cannot carry ipvlan "net2"`,
-				"net3": "the " + model + ` model cannot carry ipvlan "net3"`,
+				"net1": "the " + string(model) + ` model cannot carry macvlan "net1"`,
+				"net2": "the " + string(model) + ` model cannot carry ipvlan "net2"`,
+				"net3": "the " + string(model) + ` model cannot carry ipvlan "net3"`,
 			}),
 		}
 	}
-	for model, w := range map[string]want{
+	for model, w := range map[Model]want{
 		ModelTCFilter: allKinds,
 		ModelNone:     allKinds,
 		ModelAuto:     allKinds,
 		ModelBridge:   vethOnly(ModelBridge),
 		ModelMacvtap:  vethOnly(ModelMacvtap),
 	} {
-		t.Run(model, func(t *testing.T) {
+		t.Run(string(model), func(t *testing.T) {
 			links, addrs, routes, neighs := recordedPod()
 			ifs := interfacesFrom(links, addrs, routes, neighs)
 			ch := &chooser{requested: model}
@@ -323,7 +323,7 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 // without address can be named.
 func TestSelectNamedRecordedLinks(t *testing.T) {
 	for _, c := range []struct {
-		model string
+		model Model
 		names []string
 		want  string // "" for success
 	}{
@@ -390,7 +390,7 @@ func TestAutoChooser(t *testing.T) {
 		name   string
 		f      probe.Features
 		ifc    *Interface
-		model  string // "" when an error is expected
+		model  Model  // "" when an error is expected
 		why    string // a substring of the reason, or of the error
 		notWhy string // must not appear in the error
 	}{
@@ -452,7 +452,7 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 		t.Errorf("choose with a failed probe = %v", err)
 	}
 	// A requested model is used as is, without probing, whatever the kernel.
-	for _, model := range []string{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
+	for _, model := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
 		ch = &chooser{requested: model}
 		m, why, err := ch.choose(&Interface{Name: "eth0", Kind: kindVeth})
 		if err != nil || m.name() != model || why != "" || ch.probed {
@@ -475,7 +475,7 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 }
 
 func TestModelSupportReport(t *testing.T) {
-	get := func(f probe.Features, model string) ModelAvailable {
+	get := func(f probe.Features, model Model) ModelAvailable {
 		for _, m := range ModelSupport(f) {
 			if m.Model == model {
 				return m
@@ -486,7 +486,7 @@ func TestModelSupportReport(t *testing.T) {
 	}
 	for _, c := range []struct {
 		f      probe.Features
-		model  string
+		model  Model
 		works  bool
 		detail string
 	}{

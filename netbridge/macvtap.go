@@ -26,7 +26,7 @@ import (
 //	mknod STATEDIR/ID.dev/nbm-eth0 c MAJOR MINOR
 type macvtapModel struct{}
 
-func (macvtapModel) name() string                  { return ModelMacvtap }
+func (macvtapModel) name() Model                   { return ModelMacvtap }
 func (macvtapModel) supports(ifc *Interface) error { return supportsKind(ModelMacvtap, ifc) }
 
 func (macvtapModel) wire(tx *txn, nic *NIC) error {

@@ -10,38 +10,6 @@ import (
 	"github.com/netbridge/netbridge/pkg/probe"
 )
 
-// Model names.
-const (
-	// ModelTCFilter connects interface and tap by a tc mirred redirect in
-	// each direction. The interface keeps its MAC and addresses.
-	ModelTCFilter = "tcfilter"
-	// ModelBridge joins interface and tap in a Linux bridge. The interface
-	// gets a derived MAC and gives its addresses to the guest.
-	ModelBridge = "bridge"
-	// ModelMacvtap puts a macvtap on the interface; the hypervisor opens its
-	// queues by fd. The interface gives its addresses to the guest, and in
-	// bridge mode its MAC (it gets a derived one).
-	ModelMacvtap = "macvtap"
-	// ModelNone creates the taps and connects nothing, for users who wire
-	// their own datapath (Open vSwitch, eBPF).
-	ModelNone = "none"
-	// ModelAuto picks, per interface, a model the kernel and the interface
-	// kind support: tcfilter, else bridge, else macvtap.
-	ModelAuto = "auto"
-	// ModelPassthrough is what an existing tap in the netns gets: it is
-	// handed to the guest as it is, nothing created or wired.
-	ModelPassthrough = "passthrough"
-)
-
-// Models lists the model names Config.Model accepts.
-var Models = []string{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone, ModelAuto}
-
-// Macvtap modes.
-const (
-	MacvtapBridge   = "bridge"
-	MacvtapPassthru = "passthru"
-)
-
 // model connects one attached interface to the guest.
 // planner is a model whose objects can all be journaled before any of
 // them is made, so that several interfaces share one write of the record.
@@ -52,7 +20,7 @@ type planner interface {
 
 type model interface {
 	// name returns the model's name, as recorded in the state.
-	name() string
+	name() Model
 	// supports reports why the model cannot carry ifc, or nil.
 	supports(ifc *Interface) error
 	// wire creates what connects nic's interface to the guest, each object
@@ -64,7 +32,7 @@ type model interface {
 }
 
 // models maps the concrete models' names to them.
-var models = map[string]model{
+var models = map[Model]model{
 	ModelTCFilter:    tcfilter{},
 	ModelBridge:      bridge{},
 	ModelMacvtap:     macvtapModel{},
@@ -72,14 +40,14 @@ var models = map[string]model{
 	ModelPassthrough: passthrough{},
 }
 
-func modelByName(name string) (model, error) {
+func modelByName(name Model) (model, error) {
 	if name == "" {
 		name = ModelTCFilter
 	}
 	if m, ok := models[name]; ok && name != ModelPassthrough {
 		return m, nil
 	}
-	return nil, fmt.Errorf("%w: unknown model %q (choose one of %s)", ErrInvalidConfig, name, strings.Join(Models, ", "))
+	return nil, fmt.Errorf("%w: unknown model %q (choose one of %s)", ErrInvalidConfig, name, modelList(Models))
 }
 
 // Link kinds, as the kernel names them.
@@ -91,7 +59,7 @@ const (
 )
 
 // kindSupport says, per model, which kinds it carries and why not others.
-var kindSupport = map[string]map[string]string{
+var kindSupport = map[Model]map[string]string{
 	ModelTCFilter: {kindVeth: "", kindMacvlan: "", kindIpvlan: ""},
 	ModelNone:     {kindVeth: "", kindMacvlan: "", kindIpvlan: ""},
 	ModelBridge: {
@@ -106,7 +74,7 @@ var kindSupport = map[string]map[string]string{
 	},
 }
 
-func supportsKind(model string, ifc *Interface) error {
+func supportsKind(model Model, ifc *Interface) error {
 	if ifc.Kind == kindTuntap {
 		return nil // an existing tap is passed through by every model
 	}
@@ -129,7 +97,7 @@ const tapMaxMTU = 65535 - 14
 
 // chooser picks the model of each interface.
 type chooser struct {
-	requested string
+	requested Model
 	features  probe.Features // probed lazily for auto
 	probeErr  error
 	probed    bool
@@ -193,7 +161,7 @@ var ErrMissingFeature = errors.New("missing kernel feature")
 const noClassifier = "u32 or matchall"
 
 // missingFor returns the features model needs that f lacks.
-func missingFor(model string, f probe.Features) []string {
+func missingFor(model Model, f probe.Features) []string {
 	switch model {
 	case ModelTCFilter:
 		m := f.Missing(probe.Tun, probe.Ingress, probe.Mirred)
@@ -216,7 +184,7 @@ func missingFor(model string, f probe.Features) []string {
 // names the missing feature and the models that work, by probing the
 // kernel. Other errors, and errors the probe cannot explain, are returned
 // as they are.
-func explainMissing(err error, model string) error {
+func explainMissing(err error, model Model) error {
 	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return err
 	}
@@ -229,9 +197,9 @@ func explainMissing(err error, model string) error {
 		return err
 	}
 	var works []string
-	for _, m := range []string{ModelTCFilter, ModelBridge, ModelMacvtap} {
+	for _, m := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap} {
 		if len(missingFor(m, f)) == 0 {
-			works = append(works, m)
+			works = append(works, string(m))
 		}
 	}
 	hint := "no model works on this kernel"
@@ -243,8 +211,8 @@ func explainMissing(err error, model string) error {
 
 // ModelAvailable says whether a model works with the probed kernel.
 type ModelAvailable struct {
-	Model string `json:"model"`
-	Works bool   `json:"works"`
+	Model Model `json:"model"`
+	Works bool  `json:"works"`
 	// Detail names the missing features, or what auto would pick.
 	Detail string `json:"detail,omitempty"`
 }
@@ -252,7 +220,7 @@ type ModelAvailable struct {
 // ModelSupport reports, for each model, whether the kernel features f
 // let it work.
 func ModelSupport(f probe.Features) []ModelAvailable {
-	avail := func(name string) ModelAvailable {
+	avail := func(name Model) ModelAvailable {
 		if m := missingFor(name, f); len(m) > 0 {
 			// In a list of what is missing, neither classifier is there.
 			detail := strings.ReplaceAll(strings.Join(m, ", "), noClassifier, "u32 and matchall")
@@ -283,7 +251,7 @@ func ModelSupport(f probe.Features) []ModelAvailable {
 // none creates the taps and wires nothing.
 type none struct{}
 
-func (none) name() string                  { return ModelNone }
+func (none) name() Model                   { return ModelNone }
 func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, ifc) }
 func (none) wire(tx *txn, nic *NIC) error  { return tx.createTap(nic) }
 func (none) plan(tx *txn, nic *NIC) ([]planned, error) {
@@ -295,7 +263,7 @@ func (none) check(c *checker, nic *NIC) { c.tap(nic) }
 // passthrough hands an existing tap to the guest as it is.
 type passthrough struct{}
 
-func (passthrough) name() string              { return ModelPassthrough }
+func (passthrough) name() Model               { return ModelPassthrough }
 func (passthrough) supports(*Interface) error { return nil }
 func (passthrough) wire(tx *txn, nic *NIC) error {
 	nic.Tap, nic.TapIndex, nic.TapMAC = nic.Name, nic.Index, nic.GuestMAC
@@ -305,3 +273,12 @@ func (passthrough) wire(tx *txn, nic *NIC) error {
 	return nil
 }
 func (passthrough) check(c *checker, nic *NIC) { c.link(nic.Tap) }
+
+// modelList names models in a message: "a, b, c".
+func modelList(ms []Model) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ", ")
+}

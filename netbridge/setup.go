@@ -220,7 +220,7 @@ func (c *call) end() {
 }
 
 // resolveVhost says whether to use vhost-net.
-func resolveVhost(v string) (bool, error) {
+func resolveVhost(v Vhost) (bool, error) {
 	_, err := os.Stat(probe.VhostNetPath)
 	switch v {
 	case VhostOn:

@@ -21,7 +21,7 @@ import (
 //	    u32 match u8 0 0 action mirred egress redirect dev DST
 type tcfilter struct{}
 
-func (tcfilter) name() string                  { return ModelTCFilter }
+func (tcfilter) name() Model                   { return ModelTCFilter }
 func (tcfilter) supports(ifc *Interface) error { return supportsKind(ModelTCFilter, ifc) }
 
 func (m tcfilter) wire(tx *txn, nic *NIC) error {

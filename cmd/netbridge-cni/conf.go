@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // netConf is the plugin's network configuration: the CNI keys every plugin
@@ -19,7 +20,7 @@ type netConf struct {
 
 	// Model is how the interface is connected to its tap: tcfilter (the
 	// default), bridge, macvtap, none or auto.
-	Model string `json:"model,omitempty"`
+	Model sandbox.Model `json:"model,omitempty"`
 	// Queues is the number of tap queues (virtio-net queue pairs).
 	Queues int `json:"queues,omitempty"`
 	// Vhost is "on", "off" or "auto"; true and false mean on and off.
@@ -27,7 +28,7 @@ type netConf struct {
 	// TapName names the tap (or macvtap) instead of nb-IFNAME.
 	TapName string `json:"tapName,omitempty"`
 	// MacvtapMode is bridge (the default) or passthru, for model macvtap.
-	MacvtapMode string `json:"macvtapMode,omitempty"`
+	MacvtapMode sandbox.MacvtapMode `json:"macvtapMode,omitempty"`
 	// TapOwner and TapGroup restrict who may open the tap (a hypervisor
 	// that does not run as root).
 	TapOwner *uint32 `json:"tapOwner,omitempty"`
@@ -64,12 +65,15 @@ func (c *netConf) validAttachments() ([]types.GCAttachment, bool) {
 }
 
 // vhostSetting is the vhost key: a string, or a boolean.
-type vhostSetting string
+type vhostSetting sandbox.Vhost
 
 func (v *vhostSetting) UnmarshalJSON(b []byte) error {
 	var on bool
 	if err := json.Unmarshal(b, &on); err == nil {
-		*v = vhostSetting(map[bool]string{true: netbridge.VhostOn, false: netbridge.VhostOff}[on])
+		*v = vhostSetting(sandbox.VhostOff)
+		if on {
+			*v = vhostSetting(sandbox.VhostOn)
+		}
 		return nil
 	}
 	var s string
@@ -109,7 +113,7 @@ func parseConf(stdin []byte) (*netConf, *current.Result, error) {
 func (c *netConf) config(id, netnsPath, ifname string, prev *current.Result) (netbridge.Config, error) {
 	cfg := netbridge.Config{
 		ID: id, Netns: netnsPath, Model: c.Model, Interfaces: []string{ifname},
-		Queues: c.Queues, Vhost: string(c.Vhost), TapName: c.TapName, MacvtapMode: c.MacvtapMode,
+		Queues: c.Queues, Vhost: sandbox.Vhost(c.Vhost), TapName: c.TapName, MacvtapMode: c.MacvtapMode,
 		TapOwner: c.TapOwner, TapGroup: c.TapGroup, StateDir: c.StateDir, Network: c.Name,
 	}
 	if prev != nil {
@@ -117,7 +121,7 @@ func (c *netConf) config(id, netnsPath, ifname string, prev *current.Result) (ne
 		if err != nil {
 			return cfg, err
 		}
-		if cfg.DNS, err = netbridge.DNSFromCNIResult(b); err != nil {
+		if cfg.DNS, err = sandbox.DNSFromCNIResult(b); err != nil {
 			return cfg, types.NewError(types.ErrInvalidNetworkConfig, "the DNS of prevResult", err.Error())
 		}
 	}

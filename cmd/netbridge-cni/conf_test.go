@@ -14,7 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // prevResults holds one previous result per spec version a plugin before
@@ -111,7 +111,7 @@ func TestParseConfPrevResultEachVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := netbridge.DNS{
+			want := sandbox.DNS{
 				Nameservers: []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("2001:db8::53")},
 				Domain:      "example.test", Search: []string{"example.test"}, Options: []string{"ndots:2"},
 			}
@@ -148,9 +148,9 @@ func TestParseConfNoPrevResult(t *testing.T) {
 
 // vhostMeaning is what a Config.Vhost value asks for: "" is the library's
 // default, off.
-func vhostMeaning(v string) string {
+func vhostMeaning(v sandbox.Vhost) sandbox.Vhost {
 	if v == "" {
-		return netbridge.VhostOff
+		return sandbox.VhostOff
 	}
 	return v
 }
@@ -158,17 +158,17 @@ func vhostMeaning(v string) string {
 func TestParseConfVhost(t *testing.T) {
 	for _, c := range []struct {
 		json string // the value of "vhost"; "" leaves the key out
-		want string
+		want sandbox.Vhost
 	}{
 		{"", ""},
-		{"true", netbridge.VhostOn},
-		{"false", netbridge.VhostOff},
+		{"true", sandbox.VhostOn},
+		{"false", sandbox.VhostOff},
 		{`"on"`, "on"},
 		{`"off"`, "off"},
 		{`"auto"`, "auto"},
 		{`"sometimes"`, "sometimes"}, // the library refuses it, with ErrInvalidConfig
 		// null means "not given": the library's default, which is off.
-		{"null", netbridge.VhostOff},
+		{"null", sandbox.VhostOff},
 	} {
 		extra := ""
 		if c.json != "" {
@@ -260,7 +260,7 @@ func TestPrevResultWithoutInterfaceIndexes(t *testing.T) {
 
 func TestTapInterface(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:aa")
-	got := tapInterface(netbridge.NIC{Name: "eth0", Tap: "nb-eth0", TapMAC: netbridge.MAC(mac), MTU: 9000}, "/run/netns/pod")
+	got := tapInterface(sandbox.NIC{Name: "eth0", Tap: "nb-eth0", TapMAC: sandbox.MAC(mac), MTU: 9000}, "/run/netns/pod")
 	want := &current.Interface{Name: "nb-eth0", Mac: "02:00:00:00:00:aa", Mtu: 9000, Sandbox: "/run/netns/pod"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("tapInterface = %+v, want %+v", got, want)

@@ -35,6 +35,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tap"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // versionString is set at build time (-X main.versionString=...).
@@ -166,7 +167,7 @@ func add(c *call, args *skel.CmdArgs) error {
 // tapInterface is the result's entry of nic's tap: the device the
 // hypervisor opens, in the pod's netns. The guest's MAC is the CNI
 // interface's own, already in the result.
-func tapInterface(nic netbridge.NIC, netnsPath string) *current.Interface {
+func tapInterface(nic sandbox.NIC, netnsPath string) *current.Interface {
 	return &current.Interface{Name: nic.Tap, Mac: nic.TapMAC.String(), Mtu: nic.MTU, Sandbox: netnsPath}
 }
 

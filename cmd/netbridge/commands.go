@@ -21,6 +21,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -77,7 +78,7 @@ func (f *idFlag) Set(s string) error {
 
 // setupOutput is what setup --output json prints.
 type setupOutput struct {
-	netbridge.Sandbox
+	sandbox.Sandbox
 	QEMU []string `json:"qemu"`
 	// QEMUForm is "name" when QEMU opens the taps by name, "fd" when the
 	// NICs must be passed as fds (a macvtap): QEMU holds fds= numbers
@@ -94,15 +95,24 @@ type setupFlags struct {
 }
 
 func (f *setupFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.cfg.Model, "model", netbridge.ModelTCFilter, "how each interface is connected to its tap: "+strings.Join(netbridge.Models, ", "))
+	fs.StringVar((*string)(&f.cfg.Model), "model", string(sandbox.ModelTCFilter), "how each interface is connected to its tap: "+modelList())
 	fs.IntVar(&f.cfg.Queues, "queues", 1, "queues per tap (multi-queue virtio-net when > 1)")
-	fs.StringVar(&f.cfg.Vhost, "vhost", netbridge.VhostOff, "use vhost-net: on, off or auto")
+	fs.StringVar((*string)(&f.cfg.Vhost), "vhost", string(sandbox.VhostOff), "use vhost-net: on, off or auto")
 	fs.Var(&f.ifaces, "interfaces", "comma-separated interfaces to attach (default: every supported interface with an address)")
 	fs.Var(&f.owner, "tap-owner", "uid allowed to open the taps (default: anyone with CAP_NET_ADMIN)")
 	fs.Var(&f.group, "tap-group", "gid allowed to open the taps")
-	fs.StringVar(&f.cfg.MacvtapMode, "macvtap-mode", netbridge.MacvtapBridge, "mode of the macvtap model: bridge or passthru")
+	fs.StringVar((*string)(&f.cfg.MacvtapMode), "macvtap-mode", string(sandbox.MacvtapBridge), "mode of the macvtap model: bridge or passthru")
 	fs.StringVar(&f.cfg.CNICacheDir, "cni-cache-dir", "/var/lib/cni", "libcni's cache directory, where the guest's DNS is read from the sandbox's cached CNI results (empty: do not look)")
 	fs.BoolVar(&f.cfg.Strict, "strict", false, "fail, rather than skip with a warning, on an interface with an address whose kind netbridge cannot carry")
+}
+
+// modelList names the models --model takes: "a, b, c".
+func modelList() string {
+	names := make([]string, len(sandbox.Models))
+	for i, m := range sandbox.Models {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
 }
 
 // config returns the setup configuration, with the state directory.
@@ -175,7 +185,7 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func printNICs(w io.Writer, nics []netbridge.NIC) {
+func printNICs(w io.Writer, nics []sandbox.NIC) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTERFACE\tKIND\tTAP\tGUEST MAC\tMTU\tQUEUES\tADDRESSES")
 	for _, n := range nics {
@@ -409,7 +419,7 @@ const fdOnlyNote = "A macvtap can only be handed to QEMU as open file descriptor
 
 // qemuArgs returns the QEMU NIC arguments: by name, or in the fd form
 // (numbered from 3) when a NIC is a macvtap.
-func qemuArgs(sb *netbridge.Sandbox) (args []string, byFD bool, err error) {
+func qemuArgs(sb *sandbox.Sandbox) (args []string, byFD bool, err error) {
 	for _, n := range sb.NICs {
 		if n.Device != "" {
 			args, err = qemu.FDLayout(sb.NICs, qemu.Options{}, 3)
@@ -422,8 +432,8 @@ func qemuArgs(sb *netbridge.Sandbox) (args []string, byFD bool, err error) {
 
 // renderers maps render --for values to their output; note, when set, goes
 // to stderr.
-var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err error){
-	"qemu": func(sb *netbridge.Sandbox) (string, string, error) {
+var renderers = map[string]func(sb *sandbox.Sandbox) (out, note string, err error){
+	"qemu": func(sb *sandbox.Sandbox) (string, string, error) {
 		args, byFD, err := qemuArgs(sb)
 		note := ""
 		if byFD {
@@ -431,14 +441,14 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		}
 		return qemu.Quote(args), note, err
 	},
-	"kernel-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
+	"kernel-cmdline": func(sb *sandbox.Sandbox) (string, string, error) {
 		s, err := guest.KernelIP(sb.NICs, sb.DNS.Nameservers...)
 		if err == nil && s == "" {
 			err = fmt.Errorf("no NIC of sandbox %q has an IPv4 address; the kernel ip= parameter cannot express IPv6 (use --for guest-json)", sb.ID)
 		}
 		return s, "", err
 	},
-	"qmp": func(sb *netbridge.Sandbox) (string, string, error) {
+	"qmp": func(sb *sandbox.Sandbox) (string, string, error) {
 		cmds, err := qemu.QMPCommands(sb.NICs, nil)
 		if err != nil {
 			return "", "", err
@@ -446,7 +456,7 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		b, err := qemu.QMPLines(cmds)
 		return strings.TrimSuffix(string(b), "\n"), "each getfd carries one queue fd (SCM_RIGHTS); 'netbridge hotplug --id " + sb.ID + " --qmp SOCKET' sends them", err
 	},
-	"cloud-hypervisor": func(sb *netbridge.Sandbox) (string, string, error) {
+	"cloud-hypervisor": func(sb *sandbox.Sandbox) (string, string, error) {
 		byFD := false
 		for _, n := range sb.NICs {
 			byFD = byFD || n.Device != ""
@@ -465,19 +475,19 @@ var renderers = map[string]func(sb *netbridge.Sandbox) (out, note string, err er
 		}
 		return qemu.Quote(args), note, nil
 	},
-	"firecracker": func(sb *netbridge.Sandbox) (string, string, error) {
+	"firecracker": func(sb *sandbox.Sandbox) (string, string, error) {
 		b, err := firecracker.NetworkInterfaces(sb.NICs)
 		return strings.TrimSuffix(string(b), "\n"), "", err
 	},
-	"cloud-init": func(sb *netbridge.Sandbox) (string, string, error) {
+	"cloud-init": func(sb *sandbox.Sandbox) (string, string, error) {
 		b, err := guest.CloudInit(*sb)
 		return strings.TrimSuffix(string(b), "\n"), "", err
 	},
-	"guest-cmdline": func(sb *netbridge.Sandbox) (string, string, error) {
+	"guest-cmdline": func(sb *sandbox.Sandbox) (string, string, error) {
 		s, err := guest.Cmdline(sb.NICs)
 		return s, "", err
 	},
-	"guest-json": func(sb *netbridge.Sandbox) (string, string, error) {
+	"guest-json": func(sb *sandbox.Sandbox) (string, string, error) {
 		b, err := guest.JSON(*sb)
 		return strings.TrimSuffix(string(b), "\n"), "", err
 	},

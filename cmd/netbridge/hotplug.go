@@ -9,6 +9,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/netbridge/hotplug"
 	"github.com/netbridge/netbridge/pkg/qmp"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // runHotplug adds the sandbox's NICs to a running QEMU over QMP, or with
@@ -32,7 +33,7 @@ func runHotplug(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	var sb *netbridge.Sandbox
+	var sb *sandbox.Sandbox
 	var err error
 	if unplug {
 		sb, err = netbridge.Load(sf.stateDir, id)

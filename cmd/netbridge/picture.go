@@ -7,11 +7,12 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // drawNICs draws, per NIC, the path from the CNI interface through the
 // model's wiring to the guest NIC, with names, MACs, MTUs and addresses.
-func drawNICs(w io.Writer, nics []netbridge.NIC) {
+func drawNICs(w io.Writer, nics []sandbox.NIC) {
 	for i, n := range nics {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -25,13 +26,13 @@ func drawNICs(w io.Writer, nics []netbridge.NIC) {
 		guest := fmt.Sprintf("guest NIC %d (virtio-net, mac %s, mtu %d, %s%s)", i, n.GuestMAC, n.MTU, addrs, gateways(n))
 		var lines []string
 		switch n.Model {
-		case netbridge.ModelTCFilter:
+		case sandbox.ModelTCFilter:
 			lines = []string{iface, "<=> tc mirred redirect both ways (ingress, prio " + fmt.Sprint(tcredirect.Priority) + ")", tap, guest}
-		case netbridge.ModelBridge:
+		case sandbox.ModelBridge:
 			lines = []string{iface, "port of bridge " + n.Bridge + " (no STP, no multicast snooping)", tap, guest}
-		case netbridge.ModelMacvtap:
+		case sandbox.ModelMacvtap:
 			lines = []string{iface, fmt.Sprintf("%s (macvtap, %s mode, mac %s, device %s, by fd only)", n.Tap, n.MacvtapMode, n.TapMAC, n.Device), guest}
-		case netbridge.ModelNone:
+		case sandbox.ModelNone:
 			lines = []string{iface, "(not connected: model none)", tap, guest}
 		default: // passthrough
 			lines = []string{fmt.Sprintf("%s (existing tap, mac %s, mtu %d, passed through)", n.Tap, n.TapMAC, n.MTU), guest}
@@ -49,7 +50,7 @@ func drawNICs(w io.Writer, nics []netbridge.NIC) {
 	}
 }
 
-func joinAddrs(n netbridge.NIC) string {
+func joinAddrs(n sandbox.NIC) string {
 	if len(n.Addresses) == 0 {
 		return "no address"
 	}
@@ -60,7 +61,7 @@ func joinAddrs(n netbridge.NIC) string {
 	return strings.Join(s, " ")
 }
 
-func gateways(n netbridge.NIC) string {
+func gateways(n sandbox.NIC) string {
 	var s []string
 	for _, r := range n.Routes {
 		if r.Dst.Bits() == 0 && r.Gw.IsValid() {
@@ -96,17 +97,17 @@ func drawDot(w io.Writer, all []netbridge.Status) {
 			fmt.Fprintf(w, "    %q [label=%q];\n", id("if"), fmt.Sprintf("%s\n%s %s\nmtu %d", n.Name, n.Kind, mac, n.MTU))
 			fmt.Fprintf(w, "    %q [label=%q, shape=ellipse];\n", id("guest"), fmt.Sprintf("guest NIC %d\n%s\n%s", i, n.GuestMAC, joinAddrs(n)))
 			switch n.Model {
-			case netbridge.ModelMacvtap:
+			case sandbox.ModelMacvtap:
 				fmt.Fprintf(w, "    %q [label=%q];\n", id("tap"), fmt.Sprintf("%s\nmacvtap %s\n%s", n.Tap, n.MacvtapMode, n.Device))
 				fmt.Fprintf(w, "    %q -> %q [label=\"lower\"];\n", id("tap"), id("if"))
-			case netbridge.ModelPassthrough:
+			case sandbox.ModelPassthrough:
 				fmt.Fprintf(w, "    %q [label=%q];\n", id("tap"), fmt.Sprintf("%s\nexisting tap", n.Tap))
 			default:
 				fmt.Fprintf(w, "    %q [label=%q];\n", id("tap"), fmt.Sprintf("%s\ntap %s\n%s", n.Tap, n.TapMAC, plural(n.Queues, "queue")))
 				switch n.Model {
-				case netbridge.ModelTCFilter:
+				case sandbox.ModelTCFilter:
 					fmt.Fprintf(w, "    %q -> %q [label=\"mirred redirect\", dir=both];\n", id("if"), id("tap"))
-				case netbridge.ModelBridge:
+				case sandbox.ModelBridge:
 					fmt.Fprintf(w, "    %q [label=%q, shape=hexagon];\n", id("br"), "bridge "+n.Bridge)
 					fmt.Fprintf(w, "    %q -> %q [dir=none];\n    %q -> %q [dir=none];\n", id("if"), id("br"), id("br"), id("tap"))
 				}

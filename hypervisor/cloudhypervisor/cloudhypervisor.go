@@ -18,16 +18,12 @@ import (
 	"strings"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
-	"github.com/netbridge/netbridge/hypervisor/qemu"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // MinMTU is the smallest mtu= Cloud Hypervisor accepts (its virtio-net
 // MIN_MTU); a NIC with a smaller non-zero MTU is refused.
 const MinMTU = 1280
-
-// MaxQueues is the largest queue count (queue pairs) a NIC may have.
-const MaxQueues = nicdata.MaxQueues
 
 // ErrFDOnly is wrapped by the error the by-name renderers return for a
 // macvtap NIC (one with a Device): Cloud Hypervisor opens tap= names through
@@ -40,11 +36,11 @@ var ErrNoFiles = errors.New("no open tap queue files: set the sandbox up holding
 
 // DeviceID returns the Cloud Hypervisor device id of nics[i], which the
 // renderers put in id=: the same id as the QEMU device of that NIC
-// ([qemu.DeviceID], "nic-" and the NIC's name made safe). Such ids never
+// (qemu.DeviceID: "nic-" and the NIC's id base, [nicdata.IDBases]). Such ids never
 // start with "__", which Cloud Hypervisor reserves, and need no quoting in
 // --net. It panics if i is out of range.
-func DeviceID(nics []netbridge.NIC, i int) string {
-	return qemu.DeviceID(nics, i)
+func DeviceID(nics []sandbox.NIC, i int) string {
+	return nicdata.DevicePrefix + nicdata.IDBases(nics)[i]
 }
 
 // NetArgs returns one value of Cloud Hypervisor's --net option per NIC, in
@@ -81,7 +77,7 @@ func DeviceID(nics []netbridge.NIC, i int) string {
 // there, are those of [Files]; firstFD is then 3+len(cmd.ExtraFiles) before
 // they are appended, and must be at least 3. firstFD is ignored when byFD is
 // false.
-func NetArgs(nics []netbridge.NIC, firstFD int, byFD bool) ([]string, error) {
+func NetArgs(nics []sandbox.NIC, firstFD int, byFD bool) ([]string, error) {
 	if byFD && firstFD < 3 {
 		return nil, fmt.Errorf("cloudhypervisor: first fd %d is below 3 (0, 1 and 2 are stdio; Cloud Hypervisor refuses them)", firstFD)
 	}
@@ -127,11 +123,11 @@ func NetArgs(nics []netbridge.NIC, firstFD int, byFD bool) ([]string, error) {
 // order the fd form of [NetArgs] numbers them. Each NIC must hold exactly as
 // many non-nil Files as it has queues. Vhost files are not included: Cloud
 // Hypervisor has no use for them. The caller keeps owning the files.
-func Files(nics []netbridge.NIC) ([]*os.File, error) {
+func Files(nics []sandbox.NIC) ([]*os.File, error) {
 	var files []*os.File
 	for i := range nics {
 		n := &nics[i]
-		queues, err := nicdata.Queues(n)
+		queues, err := n.QueueCount()
 		if err != nil {
 			return nil, fmt.Errorf("cloudhypervisor: %s: %w", nicdata.Label(n, i), err)
 		}
@@ -176,7 +172,7 @@ type netConfig struct {
 // [DeviceID] gives the one [NetArgs] uses. "mtu" is left out when MTU is 0;
 // see [NetArgs] for what Cloud Hypervisor does with it. Macvtap NICs are
 // accepted.
-func AddNetBody(nic netbridge.NIC, id string) ([]byte, error) {
+func AddNetBody(nic sandbox.NIC, id string) ([]byte, error) {
 	return addNetBody(&nic, id, false)
 }
 
@@ -188,11 +184,11 @@ func AddNetBody(nic netbridge.NIC, id string) ([]byte, error) {
 //
 // It refuses a macvtap NIC with an error wrapping [ErrFDOnly]. See
 // [AddNetBody] for the other members.
-func AddNetBodyByName(nic netbridge.NIC, id string) ([]byte, error) {
+func AddNetBodyByName(nic sandbox.NIC, id string) ([]byte, error) {
 	return addNetBody(&nic, id, true)
 }
 
-func addNetBody(n *netbridge.NIC, id string, byName bool) ([]byte, error) {
+func addNetBody(n *sandbox.NIC, id string, byName bool) ([]byte, error) {
 	label := fmt.Sprintf("NIC %q", n.Name)
 	queues, err := checkNIC(n)
 	if err != nil {
@@ -220,21 +216,21 @@ func addNetBody(n *netbridge.NIC, id string, byName bool) ([]byte, error) {
 
 // checkNIC validates what every form renders of n and returns its queue
 // count (at least 1).
-func checkNIC(n *netbridge.NIC) (int, error) {
-	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
+func checkNIC(n *sandbox.NIC) (int, error) {
+	if err := sandbox.CheckGuestMAC(n.GuestMAC); err != nil {
 		return 0, err
 	}
 	if n.MTU != 0 && (n.MTU < MinMTU || n.MTU > 65535) {
 		return 0, fmt.Errorf("MTU %d out of range %d..65535 (Cloud Hypervisor refuses smaller MTUs; use 0 to leave it out)", n.MTU, MinMTU)
 	}
-	return nicdata.Queues(n)
+	return n.QueueCount()
 }
 
 // tapOption returns the tap= value of n: its tap name, double-quoted when it
 // holds a comma. Cloud Hypervisor's option parser drops every double quote
 // and counts brackets even inside quotes, so a name with '"', '[' or ']'
 // cannot be expressed and is refused, as is a macvtap.
-func tapOption(n *netbridge.NIC) (string, error) {
+func tapOption(n *sandbox.NIC) (string, error) {
 	if n.Device != "" {
 		return "", ErrFDOnly
 	}

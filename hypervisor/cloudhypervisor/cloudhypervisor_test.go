@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -22,15 +22,15 @@ var (
 )
 
 // macvtap returns a macvtap NIC with the given queue count.
-func macvtap(t testing.TB, queues int) netbridge.NIC {
+func macvtap(t testing.TB, queues int) sandbox.NIC {
 	n := nic(t, "eth0", "nbm-eth0", "0a:58:c0:00:02:0a", 1500)
 	n.Model, n.Device, n.MacvtapMode, n.Queues = "macvtap", "/run/netbridge/sb.dev/nbm-eth0", "bridge", queues
 	return n
 }
 
 // multus returns the three NICs of a Multus pod: eth0, net1, net2.
-func multus(t testing.TB) []netbridge.NIC {
-	return []netbridge.NIC{
+func multus(t testing.TB) []sandbox.NIC {
+	return []sandbox.NIC{
 		nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1450),
 		nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 		nic(t, "net2", "tap_net2", "ce:8a:cb:00:71:2c", 9000),
@@ -130,7 +130,7 @@ func fdList(t *testing.T, v string) []int {
 // checkValues checks what every rendered --net list must satisfy: one value
 // per NIC, the options Cloud Hypervisor knows, num_queues twice the queues,
 // an fd list of consecutive fds from firstFD, the guest MAC and unique ids.
-func checkValues(t *testing.T, nics []netbridge.NIC, values []string, firstFD int, byFD bool) {
+func checkValues(t *testing.T, nics []sandbox.NIC, values []string, firstFD int, byFD bool) {
 	t.Helper()
 	if len(values) != len(nics) {
 		t.Fatalf("%d values for %d NICs", len(values), len(nics))
@@ -196,28 +196,28 @@ func TestNetArgsGolden(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		nics    []netbridge.NIC
+		nics    []sandbox.NIC
 		byFD    bool
 		firstFD int
 	}{
 		{name: "byname_empty"},
-		{name: "byname_one_nic", nics: []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
+		{name: "byname_one_nic", nics: []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
 		{name: "byname_multus_three_nics", nics: multus(t)},
-		{name: "byname_multiqueue_4", nics: []netbridge.NIC{multiqueue}},
-		{name: "byname_vhost_ignored", nics: []netbridge.NIC{vhost}},
-		{name: "byname_mtu_9000", nics: []netbridge.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
-		{name: "byname_no_mtu_queues_0", nics: []netbridge.NIC{noMTU}},
-		{name: "byname_tap_name_with_comma", nics: []netbridge.NIC{nic(t, "eth0", "tap,0", "02:42:c0:00:02:0a", 1500)}},
+		{name: "byname_multiqueue_4", nics: []sandbox.NIC{multiqueue}},
+		{name: "byname_vhost_ignored", nics: []sandbox.NIC{vhost}},
+		{name: "byname_mtu_9000", nics: []sandbox.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
+		{name: "byname_no_mtu_queues_0", nics: []sandbox.NIC{noMTU}},
+		{name: "byname_tap_name_with_comma", nics: []sandbox.NIC{nic(t, "eth0", "tap,0", "02:42:c0:00:02:0a", 1500)}},
 		{name: "byfd_empty", byFD: true, firstFD: 3},
-		{name: "byfd_one_nic_first3", nics: []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}, byFD: true, firstFD: 3},
+		{name: "byfd_one_nic_first3", nics: []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}, byFD: true, firstFD: 3},
 		{name: "byfd_multus_three_nics_first3", nics: mixed, byFD: true, firstFD: 3},
 		{name: "byfd_multus_three_nics_first5", nics: mixed, byFD: true, firstFD: 5},
-		{name: "byfd_multiqueue_4", nics: []netbridge.NIC{multiqueue}, byFD: true, firstFD: 3},
-		{name: "byfd_vhost_ignored", nics: []netbridge.NIC{vhost}, byFD: true, firstFD: 3},
-		{name: "byfd_mtu_9000", nics: []netbridge.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}, byFD: true, firstFD: 3},
-		{name: "byfd_macvtap", nics: []netbridge.NIC{macvtap(t, 1)}, byFD: true, firstFD: 3},
-		{name: "byfd_macvtap_multiqueue_2", nics: []netbridge.NIC{macvtap(t, 2)}, byFD: true, firstFD: 3},
-		{name: "byfd_holding_files", nics: []netbridge.NIC{held}, byFD: true, firstFD: 3},
+		{name: "byfd_multiqueue_4", nics: []sandbox.NIC{multiqueue}, byFD: true, firstFD: 3},
+		{name: "byfd_vhost_ignored", nics: []sandbox.NIC{vhost}, byFD: true, firstFD: 3},
+		{name: "byfd_mtu_9000", nics: []sandbox.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}, byFD: true, firstFD: 3},
+		{name: "byfd_macvtap", nics: []sandbox.NIC{macvtap(t, 1)}, byFD: true, firstFD: 3},
+		{name: "byfd_macvtap_multiqueue_2", nics: []sandbox.NIC{macvtap(t, 2)}, byFD: true, firstFD: 3},
+		{name: "byfd_holding_files", nics: []sandbox.NIC{held}, byFD: true, firstFD: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,28 +249,28 @@ func TestNetArgsByNameIgnoresFirstFD(t *testing.T) {
 func TestNetArgsErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		edit    func(n *netbridge.NIC)
+		edit    func(n *sandbox.NIC)
 		byFD    bool
 		firstFD int
 		want    string
 		is      error
 	}{
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "short MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = n.GuestMAC[:5] }, want: "not a 6-byte Ethernet address"},
-		{name: "multicast MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
-		{name: "MTU below 1280", edit: func(n *netbridge.NIC) { n.MTU = 1279 }, want: "MTU 1279 out of range 1280..65535"},
-		{name: "MTU above 65535", edit: func(n *netbridge.NIC) { n.MTU = 65536 }, want: "MTU 65536 out of range"},
-		{name: "MTU below 1280 by fd", edit: func(n *netbridge.NIC) { n.MTU = 576 }, byFD: true, want: "MTU 576 out of range"},
-		{name: "negative queues", edit: func(n *netbridge.NIC) { n.Queues = -1 }, want: "queue count -1 out of range 1..256"},
-		{name: "too many queues", edit: func(n *netbridge.NIC) { n.Queues = 257 }, byFD: true, want: "queue count 257 out of range"},
-		{name: "macvtap by name", edit: func(n *netbridge.NIC) { n.Device = "/run/netbridge/x.dev/nbm-net1" }, want: "only be handed to Cloud Hypervisor by fd", is: ErrFDOnly},
-		{name: "tap missing", edit: func(n *netbridge.NIC) { n.Tap = "" }, want: "tap name missing"},
-		{name: "tap too long", edit: func(n *netbridge.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
-		{name: "tap with slash", edit: func(n *netbridge.NIC) { n.Tap = "tap/0" }, want: "not a valid interface name"},
-		{name: "tap with quote", edit: func(n *netbridge.NIC) { n.Tap = `tap"0` }, want: "cannot be written in a --net value"},
-		{name: "tap with bracket", edit: func(n *netbridge.NIC) { n.Tap = "tap[0]" }, want: "cannot be written in a --net value"},
-		{name: "files fewer than queues", edit: func(n *netbridge.NIC) { n.Queues, n.Files = 2, files(t, 1) }, byFD: true, want: "holds 1 tap queue files but has 2 queues"},
-		{name: "first fd 2", edit: func(*netbridge.NIC) {}, byFD: true, firstFD: 2, want: "first fd 2 is below 3"},
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "short MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = n.GuestMAC[:5] }, want: "not a 6-byte Ethernet address"},
+		{name: "multicast MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
+		{name: "MTU below 1280", edit: func(n *sandbox.NIC) { n.MTU = 1279 }, want: "MTU 1279 out of range 1280..65535"},
+		{name: "MTU above 65535", edit: func(n *sandbox.NIC) { n.MTU = 65536 }, want: "MTU 65536 out of range"},
+		{name: "MTU below 1280 by fd", edit: func(n *sandbox.NIC) { n.MTU = 576 }, byFD: true, want: "MTU 576 out of range"},
+		{name: "negative queues", edit: func(n *sandbox.NIC) { n.Queues = -1 }, want: "queue count -1 out of range 1..256"},
+		{name: "too many queues", edit: func(n *sandbox.NIC) { n.Queues = 257 }, byFD: true, want: "queue count 257 out of range"},
+		{name: "macvtap by name", edit: func(n *sandbox.NIC) { n.Device = "/run/netbridge/x.dev/nbm-net1" }, want: "only be handed to Cloud Hypervisor by fd", is: ErrFDOnly},
+		{name: "tap missing", edit: func(n *sandbox.NIC) { n.Tap = "" }, want: "tap name missing"},
+		{name: "tap too long", edit: func(n *sandbox.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
+		{name: "tap with slash", edit: func(n *sandbox.NIC) { n.Tap = "tap/0" }, want: "not a valid interface name"},
+		{name: "tap with quote", edit: func(n *sandbox.NIC) { n.Tap = `tap"0` }, want: "cannot be written in a --net value"},
+		{name: "tap with bracket", edit: func(n *sandbox.NIC) { n.Tap = "tap[0]" }, want: "cannot be written in a --net value"},
+		{name: "files fewer than queues", edit: func(n *sandbox.NIC) { n.Queues, n.Files = 2, files(t, 1) }, byFD: true, want: "holds 1 tap queue files but has 2 queues"},
+		{name: "first fd 2", edit: func(*sandbox.NIC) {}, byFD: true, firstFD: 2, want: "first fd 2 is below 3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,14 +338,14 @@ func TestFiles(t *testing.T) {
 func TestFilesErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		want string
 		is   error
 	}{
-		{name: "no files", edit: func(n *netbridge.NIC) { n.Files = nil }, want: "netbridge exec", is: ErrNoFiles},
-		{name: "files fewer than queues", edit: func(n *netbridge.NIC) { n.Queues = 3 }, want: "holds 2 tap queue files but has 3 queues"},
-		{name: "nil file", edit: func(n *netbridge.NIC) { n.Files[1] = nil }, want: "tap queue file 1 is nil"},
-		{name: "bad queue count", edit: func(n *netbridge.NIC) { n.Queues = -2 }, want: "queue count -2"},
+		{name: "no files", edit: func(n *sandbox.NIC) { n.Files = nil }, want: "netbridge exec", is: ErrNoFiles},
+		{name: "files fewer than queues", edit: func(n *sandbox.NIC) { n.Queues = 3 }, want: "holds 2 tap queue files but has 3 queues"},
+		{name: "nil file", edit: func(n *sandbox.NIC) { n.Files[1] = nil }, want: "tap queue file 1 is nil"},
+		{name: "bad queue count", edit: func(n *sandbox.NIC) { n.Queues = -2 }, want: "queue count -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,7 +379,7 @@ func TestAddNetBodyGolden(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		nic    netbridge.NIC
+		nic    sandbox.NIC
 		id     string
 		byName bool
 	}{
@@ -433,20 +433,20 @@ func TestAddNetBodyGolden(t *testing.T) {
 func TestAddNetBodyErrors(t *testing.T) {
 	tests := []struct {
 		name   string
-		edit   func(n *netbridge.NIC)
+		edit   func(n *sandbox.NIC)
 		id     string
 		byName bool
 		want   string
 		is     error
 	}{
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "multicast MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, want: "multicast"},
-		{name: "MTU below 1280", edit: func(n *netbridge.NIC) { n.MTU = 1000 }, want: "MTU 1000 out of range"},
-		{name: "too many queues", edit: func(n *netbridge.NIC) { n.Queues = 300 }, want: "queue count 300"},
-		{name: "reserved id", edit: func(*netbridge.NIC) {}, id: "__net1", want: `device id "__net1" starts with "__"`},
-		{name: "macvtap by name", edit: func(n *netbridge.NIC) { n.Device = "/run/netbridge/x.dev/nbm-net1" }, byName: true, want: "by fd", is: ErrFDOnly},
-		{name: "tap missing by name", edit: func(n *netbridge.NIC) { n.Tap = "" }, byName: true, want: "tap name missing"},
-		{name: "tap invalid by name", edit: func(n *netbridge.NIC) { n.Tap = "tap 1" }, byName: true, want: "not a valid interface name"},
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "multicast MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, want: "multicast"},
+		{name: "MTU below 1280", edit: func(n *sandbox.NIC) { n.MTU = 1000 }, want: "MTU 1000 out of range"},
+		{name: "too many queues", edit: func(n *sandbox.NIC) { n.Queues = 300 }, want: "queue count 300"},
+		{name: "reserved id", edit: func(*sandbox.NIC) {}, id: "__net1", want: `device id "__net1" starts with "__"`},
+		{name: "macvtap by name", edit: func(n *sandbox.NIC) { n.Device = "/run/netbridge/x.dev/nbm-net1" }, byName: true, want: "by fd", is: ErrFDOnly},
+		{name: "tap missing by name", edit: func(n *sandbox.NIC) { n.Tap = "" }, byName: true, want: "tap name missing"},
+		{name: "tap invalid by name", edit: func(n *sandbox.NIC) { n.Tap = "tap 1" }, byName: true, want: "not a valid interface name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

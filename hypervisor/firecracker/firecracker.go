@@ -27,7 +27,7 @@ import (
 	"strings"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // ErrMultiQueue is wrapped by the errors returned for a NIC with more than
@@ -52,7 +52,7 @@ type networkInterface struct {
 // characters Firecracker accepts in an API path id. It fails when the Name is
 // empty. The id only names the interface in the API; the guest does not see
 // it.
-func IfaceID(nic netbridge.NIC) (string, error) {
+func IfaceID(nic sandbox.NIC) (string, error) {
 	id, err := ifaceID(nic.Name)
 	if err != nil {
 		return "", fmt.Errorf("firecracker: NIC %q: %w", nic.Name, err)
@@ -94,7 +94,7 @@ func ifaceID(name string) (string, error) {
 // macvtap NIC (wrapping [ErrMacvtap]), a missing or invalid tap name or guest
 // MAC, and when two NICs get the same [IfaceID]. See the package
 // documentation for what the tap must look like.
-func NetworkInterfaces(nics []netbridge.NIC) ([]byte, error) {
+func NetworkInterfaces(nics []sandbox.NIC) ([]byte, error) {
 	list := make([]networkInterface, 0, len(nics))
 	owner := make(map[string]int, len(nics))
 	for i := range nics {
@@ -126,7 +126,7 @@ func NetworkInterfaces(nics []netbridge.NIC) ([]byte, error) {
 // Firecracker requires iface_id to equal the path's id. It fails like
 // NetworkInterfaces does for one NIC. Send one request per NIC, in NIC order,
 // so that the guest enumerates them in that order.
-func PutBody(nic netbridge.NIC) (path string, body []byte, err error) {
+func PutBody(nic sandbox.NIC) (path string, body []byte, err error) {
 	ni, err := render(&nic)
 	if err != nil {
 		return "", nil, fmt.Errorf("firecracker: NIC %q: %w", nic.Name, err)
@@ -139,11 +139,11 @@ func PutBody(nic netbridge.NIC) (path string, body []byte, err error) {
 }
 
 // render validates n and returns its network interface object.
-func render(n *netbridge.NIC) (networkInterface, error) {
+func render(n *sandbox.NIC) (networkInterface, error) {
 	if n.Device != "" {
 		return networkInterface{}, ErrMacvtap
 	}
-	queues, err := nicdata.Queues(n)
+	queues, err := n.QueueCount()
 	if err != nil {
 		return networkInterface{}, err
 	}
@@ -153,7 +153,7 @@ func render(n *netbridge.NIC) (networkInterface, error) {
 	if err := nicdata.TapName(n.Tap); err != nil {
 		return networkInterface{}, err
 	}
-	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
+	if err := sandbox.CheckGuestMAC(n.GuestMAC); err != nil {
 		return networkInterface{}, err
 	}
 	id, err := ifaceID(n.Name)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -18,8 +18,8 @@ var (
 )
 
 // multus returns the three NICs of a Multus pod: eth0, net1, net2.
-func multus(t testing.TB) []netbridge.NIC {
-	return []netbridge.NIC{
+func multus(t testing.TB) []sandbox.NIC {
+	return []sandbox.NIC{
 		nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1450),
 		nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 		nic(t, "net2", "tap_net2", "ce:8a:cb:00:71:2c", 9000),
@@ -52,15 +52,15 @@ func TestNetworkInterfacesGolden(t *testing.T) {
 	queues0.Queues = 0 // one queue
 	tests := []struct {
 		name string
-		nics []netbridge.NIC
+		nics []sandbox.NIC
 	}{
 		{name: "empty"},
-		{name: "one_nic", nics: []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
+		{name: "one_nic", nics: []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
 		{name: "multus_three_nics", nics: multus(t)},
-		{name: "mtu_9000_not_rendered", nics: []netbridge.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
-		{name: "vhost_ignored", nics: []netbridge.NIC{vhost}},
-		{name: "queues_0", nics: []netbridge.NIC{queues0}},
-		{name: "odd_name", nics: []netbridge.NIC{nic(t, "vlan-100.x", "tap_v", "02:00:00:00:00:01", 1500)}},
+		{name: "mtu_9000_not_rendered", nics: []sandbox.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
+		{name: "vhost_ignored", nics: []sandbox.NIC{vhost}},
+		{name: "queues_0", nics: []sandbox.NIC{queues0}},
+		{name: "odd_name", nics: []sandbox.NIC{nic(t, "vlan-100.x", "tap_v", "02:00:00:00:00:01", 1500)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,12 +117,12 @@ func TestIfaceID(t *testing.T) {
 		"NET2":       "NET2",
 	}
 	for name, want := range tests {
-		got, err := IfaceID(netbridge.NIC{Name: name})
+		got, err := IfaceID(sandbox.NIC{Name: name})
 		if err != nil || got != want {
 			t.Errorf("IfaceID(%q) = %q, %v; want %q", name, got, err, want)
 		}
 	}
-	if _, err := IfaceID(netbridge.NIC{}); err == nil || !strings.Contains(err.Error(), "name missing") {
+	if _, err := IfaceID(sandbox.NIC{}); err == nil || !strings.Contains(err.Error(), "name missing") {
 		t.Errorf("IfaceID of an unnamed NIC: error %v", err)
 	}
 }
@@ -131,29 +131,29 @@ func TestIfaceID(t *testing.T) {
 // of net1.
 func errorCases(t *testing.T) []struct {
 	name string
-	edit func(n *netbridge.NIC)
+	edit func(n *sandbox.NIC)
 	want string
 	is   error
 } {
 	return []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		want string
 		is   error
 	}{
-		{name: "multiqueue 4", edit: func(n *netbridge.NIC) { n.Queues = 4 }, want: "4 queues: only one queue pair", is: ErrMultiQueue},
-		{name: "multiqueue 2 with vhost", edit: func(n *netbridge.NIC) { n.Queues, n.Vhost = 2, true }, want: "2 queues", is: ErrMultiQueue},
-		{name: "negative queues", edit: func(n *netbridge.NIC) { n.Queues = -1 }, want: "queue count -1 out of range"},
-		{name: "macvtap", edit: func(n *netbridge.NIC) {
+		{name: "multiqueue 4", edit: func(n *sandbox.NIC) { n.Queues = 4 }, want: "4 queues: only one queue pair", is: ErrMultiQueue},
+		{name: "multiqueue 2 with vhost", edit: func(n *sandbox.NIC) { n.Queues, n.Vhost = 2, true }, want: "2 queues", is: ErrMultiQueue},
+		{name: "negative queues", edit: func(n *sandbox.NIC) { n.Queues = -1 }, want: "queue count -1 out of range"},
+		{name: "macvtap", edit: func(n *sandbox.NIC) {
 			n.Model, n.Device = "macvtap", "/run/netbridge/sb.dev/nbm-net1"
 		}, want: "a macvtap cannot be handed to Firecracker", is: ErrMacvtap},
-		{name: "tap missing", edit: func(n *netbridge.NIC) { n.Tap = "" }, want: "tap name missing"},
-		{name: "tap too long", edit: func(n *netbridge.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
-		{name: "tap with colon", edit: func(n *netbridge.NIC) { n.Tap = "tap:1" }, want: "not a valid interface name"},
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "multicast MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
-		{name: "short MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = n.GuestMAC[:4] }, want: "not a 6-byte"},
-		{name: "name missing", edit: func(n *netbridge.NIC) { n.Name = "" }, want: "name missing"},
+		{name: "tap missing", edit: func(n *sandbox.NIC) { n.Tap = "" }, want: "tap name missing"},
+		{name: "tap too long", edit: func(n *sandbox.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
+		{name: "tap with colon", edit: func(n *sandbox.NIC) { n.Tap = "tap:1" }, want: "not a valid interface name"},
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "multicast MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
+		{name: "short MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = n.GuestMAC[:4] }, want: "not a 6-byte"},
+		{name: "name missing", edit: func(n *sandbox.NIC) { n.Name = "" }, want: "name missing"},
 	}
 }
 

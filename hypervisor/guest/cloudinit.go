@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // CloudInit returns a cloud-init network configuration, version 2 (the
@@ -64,7 +64,7 @@ import (
 // integer. The output is deterministic. CloudInit fails on the same invalid
 // data as [NewDocument]: a missing, multicast or shared guest MAC, or an
 // invalid MTU, address, route or neighbour.
-func CloudInit(s netbridge.Sandbox) ([]byte, error) {
+func CloudInit(s sandbox.Sandbox) ([]byte, error) {
 	if _, err := interfaces(s.NICs, "cloud-init"); err != nil {
 		return nil, err
 	}
@@ -118,14 +118,14 @@ func CloudInit(s netbridge.Sandbox) ([]byte, error) {
 // cloudInitRoutes returns the routes of n that CloudInit writes: all but the
 // gateway-less host routes, without MTU, to a gateway that another route of
 // n reaches on-link.
-func cloudInitRoutes(n *netbridge.NIC) []netbridge.Route {
+func cloudInitRoutes(n *sandbox.NIC) []sandbox.Route {
 	onLink := make(map[netip.Addr]bool)
 	for _, r := range n.Routes {
 		if r.Gw.IsValid() && offLink(r.Gw, n.Addresses) {
 			onLink[r.Gw] = true
 		}
 	}
-	routes := make([]netbridge.Route, 0, len(n.Routes))
+	routes := make([]sandbox.Route, 0, len(n.Routes))
 	for _, r := range n.Routes {
 		if !r.Gw.IsValid() && r.MTU == 0 && r.Dst.IsSingleIP() && onLink[r.Dst.Addr()] {
 			continue

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -20,42 +20,42 @@ import (
 // JSON plus a macvtap NIC, a multiqueue vhost NIC (whose guest configuration
 // is that of any NIC), a route without gateway and a dual-stack Calico NIC
 // with a route MTU.
-func cloudInitSandboxes(t testing.TB) map[string]netbridge.Sandbox {
+func cloudInitSandboxes(t testing.TB) map[string]sandbox.Sandbox {
 	cases := sandboxes(t)
 	base := cases["single_v4"]
 
 	mv := base
-	mv.NICs = []netbridge.NIC{base.NICs[0]}
+	mv.NICs = []sandbox.NIC{base.NICs[0]}
 	mv.NICs[0].Model, mv.NICs[0].Device, mv.NICs[0].Tap = "macvtap", "/run/netbridge/sandbox-1.dev/nbm-eth0", "nbm-eth0"
 	cases["macvtap"] = mv
 
 	mq := base
-	mq.NICs = []netbridge.NIC{base.NICs[0]}
+	mq.NICs = []sandbox.NIC{base.NICs[0]}
 	mq.NICs[0].Queues, mq.NICs[0].Vhost = 4, true
 	cases["multiqueue_4_vhost"] = mq
 
 	calico := cases["calico"]
 	n := calico.NICs[0]
 	n.Addresses = prefixes("198.51.100.7/32", "2001:db8:7::7/128")
-	n.Routes = []netbridge.Route{
+	n.Routes = []sandbox.Route{
 		route("169.254.1.1/32", "", 0),
 		route("0.0.0.0/0", "169.254.1.1", 1400),
 		route("::/0", "fe80::ecee:eeff:feee:eeee", 1400),
 		route("2001:db8:100::/64", "2001:db8:ffff::1", 0),
 	}
-	n.Neighbors = append(n.Neighbors, netbridge.Neighbor{IP: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), MAC: n.Neighbors[0].MAC, Permanent: true})
+	n.Neighbors = append(n.Neighbors, sandbox.Neighbor{IP: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), MAC: n.Neighbors[0].MAC, Permanent: true})
 	dev := base
-	dev.NICs = []netbridge.NIC{base.NICs[0]}
+	dev.NICs = []sandbox.NIC{base.NICs[0]}
 	dev.NICs[0].Routes = append(dev.NICs[0].Routes, route("10.10.0.0/16", "", 0))
 	cases["device_route"] = dev
 
-	cases["dual_stack_calico_route_mtu"] = netbridge.Sandbox{ID: calico.ID, Netns: calico.Netns, Model: calico.Model, NICs: []netbridge.NIC{n}}
+	cases["dual_stack_calico_route_mtu"] = sandbox.Sandbox{ID: calico.ID, Netns: calico.Netns, Model: calico.Model, NICs: []sandbox.NIC{n}}
 	return cases
 }
 
 // wantCloudInit builds the structure the rendered document must parse to,
 // from the sandbox, independently of the renderer.
-func wantCloudInit(s netbridge.Sandbox) map[string]any {
+func wantCloudInit(s sandbox.Sandbox) map[string]any {
 	ethernets := map[string]any{}
 	for k, n := range s.NICs {
 		name := "eth" + strconv.Itoa(k)
@@ -167,46 +167,46 @@ func TestCloudInitCalico(t *testing.T) {
 }
 
 func TestCloudInitErrors(t *testing.T) {
-	base := func() netbridge.NIC {
-		return netbridge.NIC{
+	base := func() sandbox.NIC {
+		return sandbox.NIC{
 			Name:      "net1",
 			GuestMAC:  mac(t, "02:42:c0:00:02:0b"),
 			MTU:       1500,
 			Addresses: prefixes("192.0.2.11/24"),
-			Routes:    []netbridge.Route{route("0.0.0.0/0", "192.0.2.1", 0)},
+			Routes:    []sandbox.Route{route("0.0.0.0/0", "192.0.2.1", 0)},
 		}
 	}
 	tests := []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		want string
 	}{
-		{"same MAC as eth0 (ipvlan)", func(n *netbridge.NIC) { n.GuestMAC = mac(t, "02:42:c0:00:02:0a") }, `also that of NIC 0 ("eth0")`},
-		{"missing MAC", func(n *netbridge.NIC) { n.GuestMAC = nil }, "guest MAC missing"},
-		{"short MAC", func(n *netbridge.NIC) { n.GuestMAC = n.GuestMAC[:3] }, "not a 6-byte"},
-		{"multicast MAC", func(n *netbridge.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, "multicast"},
-		{"MTU", func(n *netbridge.NIC) { n.MTU = 70000 }, "MTU 70000 out of range"},
-		{"invalid address", func(n *netbridge.NIC) { n.Addresses = append(n.Addresses, netip.Prefix{}) }, "address 1 is not a valid prefix"},
-		{"unspecified address", func(n *netbridge.NIC) { n.Addresses = prefixes("0.0.0.0/0") }, "not a unicast address"},
-		{"duplicate address", func(n *netbridge.NIC) { n.Addresses = prefixes("192.0.2.11/24", "192.0.2.11/24") }, "appears twice"},
-		{"route without destination", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{{}} }, "route 0: destination is not a valid prefix"},
-		{"route host bits", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("198.51.100.1/24", "192.0.2.1", 0)} }, "host bits set"},
-		{"route MTU", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("198.51.100.0/24", "192.0.2.1", 10)} }, "route 0: MTU 10"},
-		{"route v4 gw for v6", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("::/0", "192.0.2.1", 0)} }, "IPv4 gateway"},
-		{"route gw zone", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("::/0", "fe80::1%eth0", 0)} }, "zone"},
-		{"route gw multicast", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("0.0.0.0/0", "224.0.0.1", 0)} }, "not a unicast address"},
-		{"neighbor without MAC", func(n *netbridge.NIC) {
-			n.Neighbors = []netbridge.Neighbor{{IP: netip.MustParseAddr("192.0.2.1")}}
+		{"same MAC as eth0 (ipvlan)", func(n *sandbox.NIC) { n.GuestMAC = mac(t, "02:42:c0:00:02:0a") }, `also that of NIC 0 ("eth0")`},
+		{"missing MAC", func(n *sandbox.NIC) { n.GuestMAC = nil }, "guest MAC missing"},
+		{"short MAC", func(n *sandbox.NIC) { n.GuestMAC = n.GuestMAC[:3] }, "not a 6-byte"},
+		{"multicast MAC", func(n *sandbox.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, "multicast"},
+		{"MTU", func(n *sandbox.NIC) { n.MTU = 70000 }, "MTU 70000 out of range"},
+		{"invalid address", func(n *sandbox.NIC) { n.Addresses = append(n.Addresses, netip.Prefix{}) }, "address 1 is not a valid prefix"},
+		{"unspecified address", func(n *sandbox.NIC) { n.Addresses = prefixes("0.0.0.0/0") }, "not a unicast address"},
+		{"duplicate address", func(n *sandbox.NIC) { n.Addresses = prefixes("192.0.2.11/24", "192.0.2.11/24") }, "appears twice"},
+		{"route without destination", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{{}} }, "route 0: destination is not a valid prefix"},
+		{"route host bits", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("198.51.100.1/24", "192.0.2.1", 0)} }, "host bits set"},
+		{"route MTU", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("198.51.100.0/24", "192.0.2.1", 10)} }, "route 0: MTU 10"},
+		{"route v4 gw for v6", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("::/0", "192.0.2.1", 0)} }, "IPv4 gateway"},
+		{"route gw zone", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("::/0", "fe80::1%eth0", 0)} }, "zone"},
+		{"route gw multicast", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("0.0.0.0/0", "224.0.0.1", 0)} }, "not a unicast address"},
+		{"neighbor without MAC", func(n *sandbox.NIC) {
+			n.Neighbors = []sandbox.Neighbor{{IP: netip.MustParseAddr("192.0.2.1")}}
 		}, "neighbor 0: 192.0.2.1: MAC missing"},
-		{"neighbor without IP", func(n *netbridge.NIC) {
-			n.Neighbors = []netbridge.Neighbor{{MAC: mac(t, "02:00:00:00:00:09")}}
+		{"neighbor without IP", func(n *sandbox.NIC) {
+			n.Neighbors = []sandbox.Neighbor{{MAC: mac(t, "02:00:00:00:00:09")}}
 		}, "neighbor 0: address missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			first := base()
 			first.Name, first.GuestMAC = "eth0", mac(t, "02:42:c0:00:02:0a")
-			s := netbridge.Sandbox{NICs: []netbridge.NIC{first, base()}}
+			s := sandbox.Sandbox{NICs: []sandbox.NIC{first, base()}}
 			tt.edit(&s.NICs[1])
 			got, err := CloudInit(s)
 			if err == nil {

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // CmdlineKey is the kernel command line key of Cmdline's parameters.
@@ -23,7 +23,7 @@ const CmdlineKey = "netbridge.nic"
 // and '@'. Unlike ip=, they carry IPv6, several addresses, routes with
 // their MTU, static neighbours and every NIC. The kernel's command line is
 // limited (2048 bytes on x86), which is a few dozen addresses.
-func Cmdline(nics []netbridge.NIC) (string, error) {
+func Cmdline(nics []sandbox.NIC) (string, error) {
 	var params []string
 	for k := range nics {
 		n := &nics[k]

@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
 func TestCmdline(t *testing.T) {
-	mac := func(s string) netbridge.MAC {
-		var m netbridge.MAC
+	mac := func(s string) sandbox.MAC {
+		var m sandbox.MAC
 		if err := m.UnmarshalText([]byte(s)); err != nil {
 			t.Fatal(err)
 		}
 		return m
 	}
-	nics := []netbridge.NIC{
+	nics := []sandbox.NIC{
 		{
 			Name: "eth0", GuestMAC: mac("0a:58:c6:33:64:02"), MTU: 1500,
 			Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24"), netip.MustParsePrefix("2001:db8:1::2/64")},
-			Routes: []netbridge.Route{
+			Routes: []sandbox.Route{
 				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.1")},
 				{Dst: netip.MustParsePrefix("::/0"), Gw: netip.MustParseAddr("2001:db8:1::1")},
 				{Dst: netip.MustParsePrefix("203.0.113.0/24"), Gw: netip.MustParseAddr("198.51.100.1"), MTU: 1400},
@@ -30,11 +30,11 @@ func TestCmdline(t *testing.T) {
 		{
 			Name: "net1", GuestMAC: mac("ee:ee:ee:00:00:07"), MTU: 9000,
 			Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")},
-			Routes: []netbridge.Route{
+			Routes: []sandbox.Route{
 				{Dst: netip.MustParsePrefix("169.254.1.1/32")},
 				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("169.254.1.1")},
 			},
-			Neighbors: []netbridge.Neighbor{{IP: netip.MustParseAddr("169.254.1.1"), MAC: mac("ee:ee:ee:ee:ee:ee"), Permanent: true}},
+			Neighbors: []sandbox.Neighbor{{IP: netip.MustParseAddr("169.254.1.1"), MAC: mac("ee:ee:ee:ee:ee:ee"), Permanent: true}},
 		},
 	}
 	got, err := Cmdline(nics)
@@ -45,24 +45,24 @@ func TestCmdline(t *testing.T) {
 	if strings.Count(got, CmdlineKey+"=") != 2 || strings.ContainsAny(got, "\n\"'") {
 		t.Errorf("Cmdline = %q", got)
 	}
-	if _, err := Cmdline([]netbridge.NIC{{Name: "x"}}); err == nil {
+	if _, err := Cmdline([]sandbox.NIC{{Name: "x"}}); err == nil {
 		t.Error("Cmdline of a NIC without MAC succeeded")
 	}
 }
 
 func TestKernelIPAndJSONCarryDNS(t *testing.T) {
-	var m netbridge.MAC
+	var m sandbox.MAC
 	if err := m.UnmarshalText([]byte("0a:58:c6:33:64:02")); err != nil {
 		t.Fatal(err)
 	}
-	sb := netbridge.Sandbox{
+	sb := sandbox.Sandbox{
 		ID: "dns",
-		NICs: []netbridge.NIC{{
+		NICs: []sandbox.NIC{{
 			Name: "eth0", GuestMAC: m, MTU: 1500,
 			Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24")},
-			Routes:    []netbridge.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.1")}},
+			Routes:    []sandbox.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.1")}},
 		}},
-		DNS: netbridge.DNS{
+		DNS: sandbox.DNS{
 			Nameservers: []netip.Addr{netip.MustParseAddr("2001:db8::53"), netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("203.0.113.53"), netip.MustParseAddr("192.0.2.53")},
 			Domain:      "pod.example", Search: []string{"svc.example"}, Options: []string{"ndots:5"},
 		},

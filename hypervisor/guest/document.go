@@ -9,9 +9,8 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/linkname"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Version is the version of the guest network document this package writes
@@ -33,7 +32,7 @@ type Document struct {
 	// Interfaces maps the canonical guest MAC of each NIC to its settings.
 	Interfaces map[string]Interface `json:"interfaces"`
 	// DNS is the resolver configuration, omitted when unknown.
-	DNS netbridge.DNS `json:"dns,omitzero"`
+	DNS sandbox.DNS `json:"dns,omitzero"`
 }
 
 // Interface is the configuration of one guest NIC.
@@ -67,7 +66,7 @@ type Neighbor struct {
 	// IP is the neighbour's address.
 	IP netip.Addr `json:"ip"`
 	// MAC is the neighbour's link-layer address.
-	MAC netbridge.MAC `json:"mac"`
+	MAC sandbox.MAC `json:"mac"`
 	// Permanent reports whether the entry was permanent in the sandbox.
 	Permanent bool `json:"permanent,omitempty"`
 }
@@ -77,7 +76,7 @@ type Neighbor struct {
 // fails when a NIC has no valid guest MAC, when two NICs share a guest MAC
 // (which happens with ipvlan interfaces of the same parent, and which the
 // document cannot represent), or when a NIC's data is invalid.
-func NewDocument(s netbridge.Sandbox) (Document, error) {
+func NewDocument(s sandbox.Sandbox) (Document, error) {
 	ifcs, err := interfaces(s.NICs, "document")
 	if err != nil {
 		return Document{}, err
@@ -91,12 +90,12 @@ func NewDocument(s netbridge.Sandbox) (Document, error) {
 
 // interfaces converts and validates nics into the document's interfaces,
 // keyed by guest MAC; what names the output in errors.
-func interfaces(nics []netbridge.NIC, what string) (map[string]Interface, error) {
+func interfaces(nics []sandbox.NIC, what string) (map[string]Interface, error) {
 	ifcs := make(map[string]Interface, len(nics))
 	owner := make(map[string]int, len(nics))
 	for k := range nics {
 		n := &nics[k]
-		if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
+		if err := sandbox.CheckGuestMAC(n.GuestMAC); err != nil {
 			return nil, fmt.Errorf("guest: %s: %s: %w", what, label(n, k), err)
 		}
 		key := n.GuestMAC.String()
@@ -120,7 +119,7 @@ func interfaces(nics []netbridge.NIC, what string) (map[string]Interface, error)
 		for _, nb := range n.Neighbors {
 			ifc.Neighbors = append(ifc.Neighbors, Neighbor{
 				IP:        nb.IP,
-				MAC:       netbridge.MAC(slices.Clone(nb.MAC)),
+				MAC:       sandbox.MAC(slices.Clone(nb.MAC)),
 				Permanent: nb.Permanent,
 			})
 		}
@@ -136,7 +135,7 @@ func interfaces(nics []netbridge.NIC, what string) (map[string]Interface, error)
 // indented JSON ending in a newline. The output is deterministic: interfaces
 // are sorted by MAC, and addresses, routes and neighbours keep the order of
 // the NIC.
-func JSON(s netbridge.Sandbox) ([]byte, error) {
+func JSON(s sandbox.Sandbox) ([]byte, error) {
 	d, err := NewDocument(s)
 	if err != nil {
 		return nil, err
@@ -244,7 +243,7 @@ func (d Document) Validate() error {
 		if err != nil {
 			return fmt.Errorf("guest: document: interface %q: %w", key, err)
 		}
-		if err := nicdata.GuestMAC(netbridge.MAC(hw)); err != nil {
+		if err := sandbox.CheckGuestMAC(sandbox.MAC(hw)); err != nil {
 			return fmt.Errorf("guest: document: interface %s: %w", key, err)
 		}
 		if canon := hw.String(); canon != key {
@@ -268,7 +267,7 @@ func (ifc Interface) validate() error {
 	if err := checkIfName(ifc.Name); err != nil {
 		return err
 	}
-	if err := checkMTU(ifc.MTU); err != nil {
+	if err := sandbox.CheckMTU(ifc.MTU); err != nil {
 		return err
 	}
 	seen := make(map[netip.Prefix]bool, len(ifc.Addresses))
@@ -316,7 +315,7 @@ func (r Route) validate() error {
 			return fmt.Errorf("IPv6 destination %s has the IPv4 gateway %s", r.Dst, r.Gw)
 		}
 	}
-	if err := checkMTU(r.MTU); err != nil {
+	if err := sandbox.CheckMTU(r.MTU); err != nil {
 		return err
 	}
 	return nil
@@ -335,14 +334,6 @@ func (nb Neighbor) validate() error {
 		return fmt.Errorf("%s: MAC missing", nb.IP)
 	case len(nb.MAC) != 6:
 		return fmt.Errorf("%s: MAC %s is not a 6-byte Ethernet address", nb.IP, nb.MAC)
-	}
-	return nil
-}
-
-// checkMTU checks an optional MTU.
-func checkMTU(mtu int) error {
-	if mtu != 0 && (mtu < 68 || mtu > 65535) {
-		return fmt.Errorf("MTU %d out of range 68..65535", mtu)
 	}
 	return nil
 }

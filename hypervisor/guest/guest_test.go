@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -30,8 +30,8 @@ func prefixes(ss ...string) []netip.Prefix {
 }
 
 // route returns a route to dst via gw ("" for on-link) with the given MTU.
-func route(dst, gw string, mtu int) netbridge.Route {
-	r := netbridge.Route{Dst: netip.MustParsePrefix(dst), MTU: mtu}
+func route(dst, gw string, mtu int) sandbox.Route {
+	r := sandbox.Route{Dst: netip.MustParsePrefix(dst), MTU: mtu}
 	if gw != "" {
 		r.Gw = netip.MustParseAddr(gw)
 	}
@@ -39,9 +39,9 @@ func route(dst, gw string, mtu int) netbridge.Route {
 }
 
 // sandboxes are the golden cases, shared by the KernelIP and JSON tests.
-func sandboxes(t testing.TB) map[string]netbridge.Sandbox {
-	nic := func(name, guestMAC string, mtu int) netbridge.NIC {
-		return netbridge.NIC{
+func sandboxes(t testing.TB) map[string]sandbox.Sandbox {
+	nic := func(name, guestMAC string, mtu int) sandbox.NIC {
+		return sandbox.NIC{
 			Name:     name,
 			Kind:     "veth",
 			Tap:      "tap_" + name,
@@ -51,33 +51,33 @@ func sandboxes(t testing.TB) map[string]netbridge.Sandbox {
 			Queues:   1,
 		}
 	}
-	sb := func(nics ...netbridge.NIC) netbridge.Sandbox {
-		return netbridge.Sandbox{ID: "sandbox-1", Netns: "/run/netns/sandbox-1", Model: "tcfilter", NICs: nics}
+	sb := func(nics ...sandbox.NIC) sandbox.Sandbox {
+		return sandbox.Sandbox{ID: "sandbox-1", Netns: "/run/netns/sandbox-1", Model: "tcfilter", NICs: nics}
 	}
 
 	v4 := nic("eth0", "02:42:c0:00:02:0a", 1500)
 	v4.Addresses = prefixes("192.0.2.10/24")
-	v4.Routes = []netbridge.Route{route("0.0.0.0/0", "192.0.2.1", 0)}
+	v4.Routes = []sandbox.Route{route("0.0.0.0/0", "192.0.2.1", 0)}
 
 	dual := nic("eth0", "0a:58:c0:00:02:0a", 1450)
 	dual.Addresses = prefixes("192.0.2.10/24", "2001:db8:1::10/64")
-	dual.Routes = []netbridge.Route{
+	dual.Routes = []sandbox.Route{
 		route("0.0.0.0/0", "192.0.2.1", 0),
 		route("::/0", "fe80::1", 0),
 	}
-	dual.Neighbors = []netbridge.Neighbor{{IP: netip.MustParseAddr("192.0.2.1"), MAC: mac(t, "0a:58:c0:00:02:01")}}
+	dual.Neighbors = []sandbox.Neighbor{{IP: netip.MustParseAddr("192.0.2.1"), MAC: mac(t, "0a:58:c0:00:02:01")}}
 
 	v6 := nic("eth0", "0a:58:20:01:0d:b8", 1500)
 	v6.Addresses = prefixes("2001:db8:1::10/64")
-	v6.Routes = []netbridge.Route{route("::/0", "2001:db8:1::1", 0)}
+	v6.Routes = []sandbox.Route{route("::/0", "2001:db8:1::1", 0)}
 
 	calico := nic("eth0", "6e:5f:0a:1b:2c:3d", 1480)
 	calico.Addresses = prefixes("198.51.100.7/32")
-	calico.Routes = []netbridge.Route{
+	calico.Routes = []sandbox.Route{
 		route("169.254.1.1/32", "", 0),
 		route("0.0.0.0/0", "169.254.1.1", 0),
 	}
-	calico.Neighbors = []netbridge.Neighbor{{
+	calico.Neighbors = []sandbox.Neighbor{{
 		IP:        netip.MustParseAddr("169.254.1.1"),
 		MAC:       mac(t, "ee:ee:ee:ee:ee:ee"),
 		Permanent: true,
@@ -85,23 +85,23 @@ func sandboxes(t testing.TB) map[string]netbridge.Sandbox {
 
 	routeMTU := nic("eth0", "02:42:cb:00:71:05", 9000)
 	routeMTU.Addresses = prefixes("203.0.113.5/24")
-	routeMTU.Routes = []netbridge.Route{
+	routeMTU.Routes = []sandbox.Route{
 		route("198.51.100.0/24", "203.0.113.1", 1400),
 		route("0.0.0.0/0", "203.0.113.1", 0),
 	}
 
 	first6 := nic("eth0", "0a:58:20:01:0d:b8", 1500)
 	first6.Addresses = prefixes("2001:db8:1::10/64")
-	first6.Routes = []netbridge.Route{route("::/0", "2001:db8:1::1", 0)}
+	first6.Routes = []sandbox.Route{route("::/0", "2001:db8:1::1", 0)}
 	net1 := nic("net1", "ce:8a:c6:33:64:14", 1500)
 	net1.Kind = "macvlan"
 	net1.Addresses = prefixes("198.51.100.20/24")
-	net1.Routes = []netbridge.Route{route("198.51.100.128/25", "198.51.100.1", 0)}
+	net1.Routes = []sandbox.Route{route("198.51.100.128/25", "198.51.100.1", 0)}
 	net2 := nic("net2", "ce:8a:cb:00:71:09", 9000)
 	net2.Kind = "macvlan"
 	net2.Addresses = prefixes("203.0.113.9/24", "2001:db8:2::9/64")
 
-	return map[string]netbridge.Sandbox{
+	return map[string]sandbox.Sandbox{
 		"single_v4":          sb(v4),
 		"dual_stack":         sb(dual),
 		"ipv6_only":          sb(v6),
@@ -154,8 +154,8 @@ func TestKernelIP(t *testing.T) {
 }
 
 func TestKernelIPErrors(t *testing.T) {
-	base := func() netbridge.NIC {
-		return netbridge.NIC{
+	base := func() sandbox.NIC {
+		return sandbox.NIC{
 			Name:      "net1",
 			GuestMAC:  mac(t, "02:42:c0:00:02:0a"),
 			Addresses: prefixes("192.0.2.10/24"),
@@ -163,29 +163,29 @@ func TestKernelIPErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		want string
 	}{
-		{"calico gateway off link", func(n *netbridge.NIC) {
+		{"calico gateway off link", func(n *sandbox.NIC) {
 			n.Addresses = prefixes("198.51.100.7/32")
-			n.Routes = []netbridge.Route{route("0.0.0.0/0", "169.254.1.1", 0)}
+			n.Routes = []sandbox.Route{route("0.0.0.0/0", "169.254.1.1", 0)}
 		}, "gateway 169.254.1.1 is outside 198.51.100.7/32"},
-		{"gateway in another subnet", func(n *netbridge.NIC) {
-			n.Routes = []netbridge.Route{route("0.0.0.0/0", "192.0.3.1", 0)}
+		{"gateway in another subnet", func(n *sandbox.NIC) {
+			n.Routes = []sandbox.Route{route("0.0.0.0/0", "192.0.3.1", 0)}
 		}, "gateway 192.0.3.1 is outside"},
-		{"default device route", func(n *netbridge.NIC) {
-			n.Routes = []netbridge.Route{route("0.0.0.0/0", "", 0)}
+		{"default device route", func(n *sandbox.NIC) {
+			n.Routes = []sandbox.Route{route("0.0.0.0/0", "", 0)}
 		}, "no gateway"},
-		{"IPv6 next hop", func(n *netbridge.NIC) {
-			n.Routes = []netbridge.Route{route("0.0.0.0/0", "fe80::1", 0)}
+		{"IPv6 next hop", func(n *sandbox.NIC) {
+			n.Routes = []sandbox.Route{route("0.0.0.0/0", "fe80::1", 0)}
 		}, "non-IPv4 gateway fe80::1"},
-		{"zero-length prefix", func(n *netbridge.NIC) {
+		{"zero-length prefix", func(n *sandbox.NIC) {
 			n.Addresses = prefixes("192.0.2.10/0")
 		}, "zero-length prefix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nics := []netbridge.NIC{{Name: "eth0", GuestMAC: mac(t, "02:00:00:00:00:01")}, base()}
+			nics := []sandbox.NIC{{Name: "eth0", GuestMAC: mac(t, "02:00:00:00:00:01")}, base()}
 			tt.edit(&nics[1])
 			got, err := KernelIP(nics)
 			if err == nil {
@@ -201,7 +201,7 @@ func TestKernelIPErrors(t *testing.T) {
 			}
 		})
 	}
-	nics := []netbridge.NIC{{Name: "eth0", Addresses: []netip.Prefix{{}}}}
+	nics := []sandbox.NIC{{Name: "eth0", Addresses: []netip.Prefix{{}}}}
 	if _, err := KernelIP(nics); err == nil || !strings.Contains(err.Error(), "address 0 is not a valid prefix") {
 		t.Errorf("KernelIP with an invalid prefix: error %v", err)
 	}
@@ -242,42 +242,42 @@ func TestJSONGolden(t *testing.T) {
 }
 
 func TestNewDocumentErrors(t *testing.T) {
-	base := func() netbridge.NIC {
-		return netbridge.NIC{
+	base := func() sandbox.NIC {
+		return sandbox.NIC{
 			Name:      "net1",
 			GuestMAC:  mac(t, "02:42:c0:00:02:0b"),
 			MTU:       1500,
 			Addresses: prefixes("192.0.2.11/24"),
-			Routes:    []netbridge.Route{route("0.0.0.0/0", "192.0.2.1", 0)},
+			Routes:    []sandbox.Route{route("0.0.0.0/0", "192.0.2.1", 0)},
 		}
 	}
 	tests := []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		want string
 	}{
-		{"same MAC as eth0 (ipvlan)", func(n *netbridge.NIC) { n.GuestMAC = mac(t, "02:42:c0:00:02:0a") }, `also that of NIC 0 ("eth0")`},
-		{"missing MAC", func(n *netbridge.NIC) { n.GuestMAC = nil }, "guest MAC missing"},
-		{"multicast MAC", func(n *netbridge.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, "multicast"},
-		{"MTU", func(n *netbridge.NIC) { n.MTU = 70000 }, "MTU 70000 out of range"},
-		{"invalid address", func(n *netbridge.NIC) { n.Addresses = append(n.Addresses, netip.Prefix{}) }, "address 1 is not a valid prefix"},
-		{"duplicate address", func(n *netbridge.NIC) { n.Addresses = prefixes("192.0.2.11/24", "192.0.2.11/24") }, "appears twice"},
-		{"route host bits", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("198.51.100.1/24", "192.0.2.1", 0)} }, "host bits set"},
-		{"route MTU", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("198.51.100.0/24", "192.0.2.1", 10)} }, "route 0: MTU 10"},
-		{"route v4 gw for v6", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("::/0", "192.0.2.1", 0)} }, "IPv4 gateway"},
-		{"route zone", func(n *netbridge.NIC) { n.Routes = []netbridge.Route{route("::/0", "fe80::1%eth0", 0)} }, "zone"},
-		{"neighbor without MAC", func(n *netbridge.NIC) {
-			n.Neighbors = []netbridge.Neighbor{{IP: netip.MustParseAddr("192.0.2.1")}}
+		{"same MAC as eth0 (ipvlan)", func(n *sandbox.NIC) { n.GuestMAC = mac(t, "02:42:c0:00:02:0a") }, `also that of NIC 0 ("eth0")`},
+		{"missing MAC", func(n *sandbox.NIC) { n.GuestMAC = nil }, "guest MAC missing"},
+		{"multicast MAC", func(n *sandbox.NIC) { n.GuestMAC = mac(t, "33:33:00:00:00:01") }, "multicast"},
+		{"MTU", func(n *sandbox.NIC) { n.MTU = 70000 }, "MTU 70000 out of range"},
+		{"invalid address", func(n *sandbox.NIC) { n.Addresses = append(n.Addresses, netip.Prefix{}) }, "address 1 is not a valid prefix"},
+		{"duplicate address", func(n *sandbox.NIC) { n.Addresses = prefixes("192.0.2.11/24", "192.0.2.11/24") }, "appears twice"},
+		{"route host bits", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("198.51.100.1/24", "192.0.2.1", 0)} }, "host bits set"},
+		{"route MTU", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("198.51.100.0/24", "192.0.2.1", 10)} }, "route 0: MTU 10"},
+		{"route v4 gw for v6", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("::/0", "192.0.2.1", 0)} }, "IPv4 gateway"},
+		{"route zone", func(n *sandbox.NIC) { n.Routes = []sandbox.Route{route("::/0", "fe80::1%eth0", 0)} }, "zone"},
+		{"neighbor without MAC", func(n *sandbox.NIC) {
+			n.Neighbors = []sandbox.Neighbor{{IP: netip.MustParseAddr("192.0.2.1")}}
 		}, "neighbor 0: 192.0.2.1: MAC missing"},
-		{"neighbor without IP", func(n *netbridge.NIC) {
-			n.Neighbors = []netbridge.Neighbor{{MAC: mac(t, "02:00:00:00:00:09")}}
+		{"neighbor without IP", func(n *sandbox.NIC) {
+			n.Neighbors = []sandbox.Neighbor{{MAC: mac(t, "02:00:00:00:00:09")}}
 		}, "neighbor 0: address missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			first := base()
 			first.Name, first.GuestMAC = "eth0", mac(t, "02:42:c0:00:02:0a")
-			s := netbridge.Sandbox{NICs: []netbridge.NIC{first, base()}}
+			s := sandbox.Sandbox{NICs: []sandbox.NIC{first, base()}}
 			tt.edit(&s.NICs[1])
 			got, err := JSON(s)
 			if err == nil {

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // ErrUnsupported is wrapped by the error [KernelIP] returns when the network
@@ -47,7 +47,7 @@ var ErrUnsupported = errors.New("not expressible with the kernel ip= parameter")
 // Nameservers, when given, fill the two DNS fields with the first two IPv4
 // ones (the kernel takes no more, and no IPv6); the kernel only exports
 // them in /proc/net/pnp, so the guest must link /etc/resolv.conf there.
-func KernelIP(nics []netbridge.NIC, nameservers ...netip.Addr) (string, error) {
+func KernelIP(nics []sandbox.NIC, nameservers ...netip.Addr) (string, error) {
 	for k := range nics {
 		n := &nics[k]
 		addr, ok, err := firstIPv4(n.Addresses)
@@ -104,7 +104,7 @@ func firstIPv4(addrs []netip.Prefix) (p netip.Prefix, ok bool, err error) {
 
 // defaultGateway4 returns the gateway of the first IPv4 default route of
 // routes, or the zero Addr when there is no such route.
-func defaultGateway4(routes []netbridge.Route) (netip.Addr, error) {
+func defaultGateway4(routes []sandbox.Route) (netip.Addr, error) {
 	for _, r := range routes {
 		if r.Dst != netip.PrefixFrom(netip.IPv4Unspecified(), 0) {
 			continue
@@ -121,6 +121,6 @@ func defaultGateway4(routes []netbridge.Route) (netip.Addr, error) {
 }
 
 // label names nics[i] in error messages.
-func label(n *netbridge.NIC, i int) string {
+func label(n *sandbox.NIC, i int) string {
 	return fmt.Sprintf("NIC %d (%q)", i, n.Name)
 }

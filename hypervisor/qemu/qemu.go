@@ -18,15 +18,11 @@ import (
 	"strings"
 
 	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // DefaultDriver is the device model used when Options.Driver is empty.
 const DefaultDriver = "virtio-net-pci"
-
-// MaxQueues is the largest queue count a NIC may have: the Linux tap driver
-// allows at most 256 queues per device (MAX_TAP_QUEUES).
-const MaxQueues = 256
 
 // ErrFDOnly is wrapped by the error [ByName] returns for a macvtap NIC
 // (one with a Device): QEMU cannot open a macvtap by name.
@@ -69,12 +65,12 @@ func (o Options) driver() (string, error) {
 // MTU is set, and vhost=on when Vhost is set (QEMU then opens /dev/vhost-net
 // itself). QEMU must run in the sandbox network namespace and be allowed to
 // open the taps.
-func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
+func ByName(nics []sandbox.NIC, opts Options) ([]string, error) {
 	driver, err := opts.driver()
 	if err != nil {
 		return nil, err
 	}
-	bases := idBases(nics)
+	bases := nicdata.IDBases(nics)
 	args := make([]string, 0, 4*len(nics))
 	for i := range nics {
 		n := &nics[i]
@@ -127,7 +123,7 @@ func ByName(nics []netbridge.NIC, opts Options) ([]string, error) {
 // files[j] must end up as descriptor firstFD+j in QEMU, and the arguments name
 // it that way. With os/exec, firstFD is 3+len(cmd.ExtraFiles) before files is
 // appended; it must be at least 3. The caller keeps owning the files.
-func ByFD(nics []netbridge.NIC, opts Options, firstFD int) (args []string, files []*os.File, err error) {
+func ByFD(nics []sandbox.NIC, opts Options, firstFD int) (args []string, files []*os.File, err error) {
 	return byFD(nics, opts, firstFD, true)
 }
 
@@ -136,12 +132,12 @@ func ByFD(nics []netbridge.NIC, opts Options, firstFD int) (args []string, files
 // set), numbered from firstFD, without needing the files. It shows a
 // person the fd form; to run QEMU, pass the real files with ByFD (as
 // netbridge exec does).
-func FDLayout(nics []netbridge.NIC, opts Options, firstFD int) ([]string, error) {
+func FDLayout(nics []sandbox.NIC, opts Options, firstFD int) ([]string, error) {
 	args, _, err := byFD(nics, opts, firstFD, false)
 	return args, err
 }
 
-func byFD(nics []netbridge.NIC, opts Options, firstFD int, withFiles bool) (args []string, files []*os.File, err error) {
+func byFD(nics []sandbox.NIC, opts Options, firstFD int, withFiles bool) (args []string, files []*os.File, err error) {
 	driver, err := opts.driver()
 	if err != nil {
 		return nil, nil, err
@@ -149,7 +145,7 @@ func byFD(nics []netbridge.NIC, opts Options, firstFD int, withFiles bool) (args
 	if firstFD < 3 {
 		return nil, nil, fmt.Errorf("qemu: first fd %d is below 3; descriptors 0-2 are the standard streams", firstFD)
 	}
-	bases := idBases(nics)
+	bases := nicdata.IDBases(nics)
 	args = make([]string, 0, 4*len(nics))
 	files = make([]*os.File, 0, 2*len(nics))
 	next := firstFD
@@ -194,7 +190,7 @@ func byFD(nics []netbridge.NIC, opts Options, firstFD int, withFiles bool) (args
 }
 
 // device renders the -device value of n.
-func device(driver string, n *netbridge.NIC, id, netdevID string, queues int) string {
+func device(driver string, n *sandbox.NIC, id, netdevID string, queues int) string {
 	dev := []string{
 		driver,
 		"id=" + id,
@@ -216,25 +212,18 @@ func device(driver string, n *netbridge.NIC, id, netdevID string, queues int) st
 
 // checkNIC validates the parts of n that both forms render and returns its
 // queue count (at least 1).
-func checkNIC(n *netbridge.NIC) (queues int, err error) {
-	if err := nicdata.GuestMAC(n.GuestMAC); err != nil {
+func checkNIC(n *sandbox.NIC) (queues int, err error) {
+	if err := sandbox.CheckGuestMAC(n.GuestMAC); err != nil {
 		return 0, err
 	}
-	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
-		return 0, fmt.Errorf("MTU %d out of range 68..65535", n.MTU)
+	if err := sandbox.CheckMTU(n.MTU); err != nil {
+		return 0, err
 	}
-	queues = n.Queues
-	if queues == 0 {
-		queues = 1
-	}
-	if queues < 1 || queues > MaxQueues {
-		return 0, fmt.Errorf("queue count %d out of range 1..%d", n.Queues, MaxQueues)
-	}
-	return queues, nil
+	return n.QueueCount()
 }
 
 // checkFiles validates the open files of n for the fd form.
-func checkFiles(n *netbridge.NIC, queues int) error {
+func checkFiles(n *sandbox.NIC, queues int) error {
 	if len(n.Files) == 0 {
 		return ErrNoFiles
 	}
@@ -258,7 +247,7 @@ func checkFiles(n *netbridge.NIC, queues int) error {
 }
 
 // label names nics[i] in error messages.
-func label(n *netbridge.NIC, i int) string {
+func label(n *sandbox.NIC, i int) string {
 	return fmt.Sprintf("NIC %d (%q)", i, n.Name)
 }
 

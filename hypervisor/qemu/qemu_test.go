@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
 	"github.com/netbridge/netbridge/hypervisor/internal/nictest"
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -46,34 +47,34 @@ func TestByNameGolden(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		nics   []netbridge.NIC
+		nics   []sandbox.NIC
 		opts   Options
 		wantID []string // device ids, checked against DeviceID
 	}{
 		{name: "empty"},
 		{
 			name:   "one_nic",
-			nics:   []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)},
+			nics:   []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)},
 			wantID: []string{"nic-eth0"},
 		},
 		{
 			name: "multus_three_nics",
-			nics: []netbridge.NIC{
+			nics: []sandbox.NIC{
 				nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1450),
 				nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 				nic(t, "net2", "tap_net2", "ce:8a:cb:00:71:2c", 9000),
 			},
 			wantID: []string{"nic-eth0", "nic-net1", "nic-net2"},
 		},
-		{name: "multiqueue_4", nics: []netbridge.NIC{multiqueue}},
-		{name: "vhost", nics: []netbridge.NIC{vhost}},
-		{name: "vhost_multiqueue_2", nics: []netbridge.NIC{vhostMQ}},
-		{name: "mtu_9000", nics: []netbridge.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
-		{name: "no_mtu_queues_0", nics: []netbridge.NIC{noMTU}},
-		{name: "tap_name_with_comma", nics: []netbridge.NIC{comma}},
+		{name: "multiqueue_4", nics: []sandbox.NIC{multiqueue}},
+		{name: "vhost", nics: []sandbox.NIC{vhost}},
+		{name: "vhost_multiqueue_2", nics: []sandbox.NIC{vhostMQ}},
+		{name: "mtu_9000", nics: []sandbox.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
+		{name: "no_mtu_queues_0", nics: []sandbox.NIC{noMTU}},
+		{name: "tap_name_with_comma", nics: []sandbox.NIC{comma}},
 		{
 			name: "odd_names",
-			nics: []netbridge.NIC{
+			nics: []sandbox.NIC{
 				nic(t, "eth:0", "tap_a", "02:00:00:00:00:01", 0),
 				nic(t, "eth_0", "tap_b", "02:00:00:00:00:02", 0),
 				nic(t, "eth0", "tap_c", "02:00:00:00:00:03", 0),
@@ -90,12 +91,12 @@ func TestByNameGolden(t *testing.T) {
 		},
 		{
 			name: "driver_virtio_net_device_multiqueue",
-			nics: []netbridge.NIC{multiqueue},
+			nics: []sandbox.NIC{multiqueue},
 			opts: Options{Driver: "virtio-net-device"},
 		},
 		{
 			name: "driver_non_transitional_multiqueue",
-			nics: []netbridge.NIC{multiqueue},
+			nics: []sandbox.NIC{multiqueue},
 			opts: Options{Driver: "virtio-net-pci-non-transitional"},
 		},
 	}
@@ -121,7 +122,7 @@ func TestByNameGolden(t *testing.T) {
 
 // checkArgs checks the shape every rendered argument vector must have: one
 // -netdev/-device pair per NIC, in NIC order, with the exported ids.
-func checkArgs(t *testing.T, nics []netbridge.NIC, args []string) {
+func checkArgs(t *testing.T, nics []sandbox.NIC, args []string) {
 	t.Helper()
 	if len(args) != 4*len(nics) {
 		t.Fatalf("got %d arguments for %d NICs, want %d", len(args), len(nics), 4*len(nics))
@@ -144,7 +145,7 @@ func checkArgs(t *testing.T, nics []netbridge.NIC, args []string) {
 
 func TestIDs(t *testing.T) {
 	names := []string{"eth0", "net1", "net1", "a/b", "a_b", "", "-x", "ünï"}
-	nics := make([]netbridge.NIC, len(names))
+	nics := make([]sandbox.NIC, len(names))
 	for i, n := range names {
 		nics[i].Name = n
 	}
@@ -172,7 +173,7 @@ func FuzzIDs(f *testing.F) {
 	f.Add("a\na-2\na\na")
 	f.Fuzz(func(t *testing.T, joined string) {
 		names := strings.Split(joined, "\n")
-		nics := make([]netbridge.NIC, len(names))
+		nics := make([]sandbox.NIC, len(names))
 		for i, n := range names {
 			nics[i].Name = n
 		}
@@ -187,7 +188,7 @@ func FuzzIDs(f *testing.F) {
 				t.Fatalf("name %q: duplicate id %q in %q", n, id, names)
 			}
 			seen[id] = true
-			if n != "" && sanitize(n) == n && !firstValid[n] {
+			if n != "" && !strings.ContainsFunc(n, func(r rune) bool { return !nicdata.IDChar(r) }) && !firstValid[n] {
 				firstValid[n] = true
 				if id != "nic-"+n {
 					t.Fatalf("valid name %q got id %q", n, id)
@@ -198,30 +199,30 @@ func FuzzIDs(f *testing.F) {
 }
 
 func TestByNameErrors(t *testing.T) {
-	good := func() netbridge.NIC { return nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500) }
+	good := func() sandbox.NIC { return nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500) }
 	tests := []struct {
 		name string
-		edit func(n *netbridge.NIC)
+		edit func(n *sandbox.NIC)
 		opts Options
 		want string
 	}{
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "short MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = n.GuestMAC[:4] }, want: "not a 6-byte"},
-		{name: "multicast MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
-		{name: "MTU too small", edit: func(n *netbridge.NIC) { n.MTU = 67 }, want: "MTU 67 out of range"},
-		{name: "MTU too large", edit: func(n *netbridge.NIC) { n.MTU = 65536 }, want: "MTU 65536 out of range"},
-		{name: "negative MTU", edit: func(n *netbridge.NIC) { n.MTU = -1 }, want: "MTU -1 out of range"},
-		{name: "negative queues", edit: func(n *netbridge.NIC) { n.Queues = -2 }, want: "queue count -2 out of range"},
-		{name: "too many queues", edit: func(n *netbridge.NIC) { n.Queues = 257 }, want: "queue count 257 out of range 1..256"},
-		{name: "no tap", edit: func(n *netbridge.NIC) { n.Tap = "" }, want: "tap name missing"},
-		{name: "long tap", edit: func(n *netbridge.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
-		{name: "tap with slash", edit: func(n *netbridge.NIC) { n.Tap = "tap/0" }, want: "not a valid interface name"},
-		{name: "tap with space", edit: func(n *netbridge.NIC) { n.Tap = "tap 0" }, want: "not a valid interface name"},
-		{name: "bad driver", edit: func(*netbridge.NIC) {}, opts: Options{Driver: "virtio-net-pci,romfile=x"}, want: "invalid device driver"},
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "short MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = n.GuestMAC[:4] }, want: "not a 6-byte"},
+		{name: "multicast MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
+		{name: "MTU too small", edit: func(n *sandbox.NIC) { n.MTU = 67 }, want: "MTU 67 out of range"},
+		{name: "MTU too large", edit: func(n *sandbox.NIC) { n.MTU = 65536 }, want: "MTU 65536 out of range"},
+		{name: "negative MTU", edit: func(n *sandbox.NIC) { n.MTU = -1 }, want: "MTU -1 out of range"},
+		{name: "negative queues", edit: func(n *sandbox.NIC) { n.Queues = -2 }, want: "queue count -2 out of range"},
+		{name: "too many queues", edit: func(n *sandbox.NIC) { n.Queues = 257 }, want: "queue count 257 out of range 1..256"},
+		{name: "no tap", edit: func(n *sandbox.NIC) { n.Tap = "" }, want: "tap name missing"},
+		{name: "long tap", edit: func(n *sandbox.NIC) { n.Tap = "tap_0123456789ab" }, want: "longer than 15 bytes"},
+		{name: "tap with slash", edit: func(n *sandbox.NIC) { n.Tap = "tap/0" }, want: "not a valid interface name"},
+		{name: "tap with space", edit: func(n *sandbox.NIC) { n.Tap = "tap 0" }, want: "not a valid interface name"},
+		{name: "bad driver", edit: func(*sandbox.NIC) {}, opts: Options{Driver: "virtio-net-pci,romfile=x"}, want: "invalid device driver"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nics := []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500), good()}
+			nics := []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500), good()}
 			tt.edit(&nics[1])
 			args, err := ByName(nics, tt.opts)
 			if err == nil {
@@ -254,7 +255,7 @@ func files(t *testing.T, n int) []*os.File {
 
 // fdNIC returns a NIC holding queues tap files and, when vhost, as many vhost
 // files (temporary files standing in for /dev/vhost-net).
-func fdNIC(t *testing.T, name, m string, queues int, vhost bool) netbridge.NIC {
+func fdNIC(t *testing.T, name, m string, queues int, vhost bool) sandbox.NIC {
 	n := nic(t, name, "tap_"+name, m, 1500)
 	n.Queues = queues
 	n.Files = files(t, queues)
@@ -303,21 +304,21 @@ func TestByFDGolden(t *testing.T) {
 	vhostFilesOnly := fdNIC(t, "eth0", "02:42:c0:00:02:0a", 2, true)
 	vhostFilesOnly.Vhost = false // vhost files alone imply vhost=on
 
-	three := []netbridge.NIC{
+	three := []sandbox.NIC{
 		fdNIC(t, "eth0", "0a:58:c0:00:02:0a", 1, false),
 		fdNIC(t, "net1", "0a:58:c6:33:64:07", 2, true),
 		fdNIC(t, "net2", "ce:8a:cb:00:71:2c", 4, false),
 	}
 	tests := []struct {
 		name    string
-		nics    []netbridge.NIC
+		nics    []sandbox.NIC
 		firstFD int
 	}{
 		{name: "one_nic_first3", nics: three[:1], firstFD: 3},
 		{name: "three_nics_first3", nics: three, firstFD: 3},
 		{name: "three_nics_first5", nics: three, firstFD: 5},
-		{name: "vhost_without_files", nics: []netbridge.NIC{vhostNoFiles}, firstFD: 3},
-		{name: "vhost_files_imply_vhost", nics: []netbridge.NIC{vhostFilesOnly}, firstFD: 3},
+		{name: "vhost_without_files", nics: []sandbox.NIC{vhostNoFiles}, firstFD: 3},
+		{name: "vhost_files_imply_vhost", nics: []sandbox.NIC{vhostFilesOnly}, firstFD: 3},
 		{name: "empty", firstFD: 3},
 	}
 	for _, tt := range tests {
@@ -367,23 +368,23 @@ func TestByFDGolden(t *testing.T) {
 func TestByFDErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		edit    func(n *netbridge.NIC)
+		edit    func(n *sandbox.NIC)
 		firstFD int
 		want    string
 		is      error
 	}{
-		{name: "no files", edit: func(n *netbridge.NIC) { n.Files, n.VhostFiles = nil, nil }, want: "netbridge exec", is: ErrNoFiles},
-		{name: "vhost count mismatch", edit: func(n *netbridge.NIC) { n.VhostFiles = n.VhostFiles[:1] }, want: "1 vhost files for 2 tap queue files"},
-		{name: "files fewer than queues", edit: func(n *netbridge.NIC) { n.Queues = 4 }, want: "holds 2 tap queue files but has 4 queues"},
-		{name: "nil file", edit: func(n *netbridge.NIC) { n.Files[1] = nil }, want: "tap queue file 1 is nil"},
-		{name: "nil vhost file", edit: func(n *netbridge.NIC) { n.VhostFiles[0] = nil }, want: "vhost file 0 is nil"},
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "MTU out of range", edit: func(n *netbridge.NIC) { n.MTU = 65536 }, want: "MTU 65536"},
-		{name: "first fd 2", edit: func(*netbridge.NIC) {}, firstFD: 2, want: "first fd 2 is below 3"},
+		{name: "no files", edit: func(n *sandbox.NIC) { n.Files, n.VhostFiles = nil, nil }, want: "netbridge exec", is: ErrNoFiles},
+		{name: "vhost count mismatch", edit: func(n *sandbox.NIC) { n.VhostFiles = n.VhostFiles[:1] }, want: "1 vhost files for 2 tap queue files"},
+		{name: "files fewer than queues", edit: func(n *sandbox.NIC) { n.Queues = 4 }, want: "holds 2 tap queue files but has 4 queues"},
+		{name: "nil file", edit: func(n *sandbox.NIC) { n.Files[1] = nil }, want: "tap queue file 1 is nil"},
+		{name: "nil vhost file", edit: func(n *sandbox.NIC) { n.VhostFiles[0] = nil }, want: "vhost file 0 is nil"},
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "MTU out of range", edit: func(n *sandbox.NIC) { n.MTU = 65536 }, want: "MTU 65536"},
+		{name: "first fd 2", edit: func(*sandbox.NIC) {}, firstFD: 2, want: "first fd 2 is below 3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nics := []netbridge.NIC{
+			nics := []sandbox.NIC{
 				fdNIC(t, "eth0", "0a:58:c0:00:02:0a", 1, false),
 				fdNIC(t, "net1", "0a:58:c6:33:64:07", 2, true),
 			}
@@ -422,7 +423,7 @@ func TestByFDExec(t *testing.T) {
 		tag string
 	}
 	var queues []queue
-	nics := []netbridge.NIC{
+	nics := []sandbox.NIC{
 		nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1500),
 		nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 	}
@@ -497,7 +498,7 @@ func TestByFDChild(t *testing.T) {
 }
 
 func TestFDLayoutMatchesByFD(t *testing.T) {
-	nics := []netbridge.NIC{
+	nics := []sandbox.NIC{
 		fdNIC(t, "eth0", "0a:58:c0:00:02:0a", 1, false),
 		fdNIC(t, "net1", "0a:58:c6:33:64:07", 2, true),
 		fdNIC(t, "net2", "ce:8a:cb:00:71:2c", 4, false),
@@ -524,10 +525,10 @@ func TestFDLayoutMatchesByFD(t *testing.T) {
 func TestByNameRefusesMacvtap(t *testing.T) {
 	n := nic(t, "eth0", "nbm-eth0", "0a:58:c0:00:02:0a", 1500)
 	n.Device = "/run/netbridge/x.dev/nbm-eth0"
-	if _, err := ByName([]netbridge.NIC{n}, Options{}); !errors.Is(err, ErrFDOnly) {
+	if _, err := ByName([]sandbox.NIC{n}, Options{}); !errors.Is(err, ErrFDOnly) {
 		t.Errorf("ByName of a macvtap = %v, want ErrFDOnly", err)
 	}
-	if args, err := FDLayout([]netbridge.NIC{n}, Options{}, 3); err != nil || !strings.Contains(strings.Join(args, " "), "fds=3") {
+	if args, err := FDLayout([]sandbox.NIC{n}, Options{}, 3); err != nil || !strings.Contains(strings.Join(args, " "), "fds=3") {
 		t.Errorf("FDLayout of a macvtap = %q, %v", args, err)
 	}
 }

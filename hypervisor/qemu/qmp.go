@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/hypervisor/internal/nicdata"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // QMPCommand is one command of the QEMU Machine Protocol, as sent on the
@@ -24,8 +25,8 @@ type QMPCommand struct {
 // "fd-<base>-<queue>" for tap queue fds and "vhostfd-<base>-<queue>" for
 // vhost-net fds, where base is the NIC's id base (see [DeviceID]). The names
 // start with a letter, hold no ':' and are unique within nics.
-func DefaultFDNames(nics []netbridge.NIC) func(nic, queue int, vhost bool) string {
-	bases := idBases(nics)
+func DefaultFDNames(nics []sandbox.NIC) func(nic, queue int, vhost bool) string {
+	bases := nicdata.IDBases(nics)
 	return func(nic, queue int, vhost bool) string {
 		prefix := "fd-"
 		if vhost {
@@ -68,11 +69,11 @@ func DefaultFDNames(nics []netbridge.NIC) func(nic, queue int, vhost bool) strin
 // [FDLayout] would: Queues tap fds, and as many vhost fds when Vhost is set.
 // vhost is true when Vhost is set or vhost fds are named; without vhost fds
 // QEMU opens /dev/vhost-net itself. Macvtap NICs are accepted, as in ByFD.
-func QMPCommands(nics []netbridge.NIC, fdNames func(nic, queue int, vhost bool) string) ([]QMPCommand, error) {
+func QMPCommands(nics []sandbox.NIC, fdNames func(nic, queue int, vhost bool) string) ([]QMPCommand, error) {
 	if fdNames == nil {
 		fdNames = DefaultFDNames(nics)
 	}
-	bases := idBases(nics)
+	bases := nicdata.IDBases(nics)
 	used := make(map[string]string)
 	cmds := make([]QMPCommand, 0, 4*len(nics))
 	for i := range nics {
@@ -153,8 +154,8 @@ func QMPCommands(nics []netbridge.NIC, fdNames func(nic, queue int, vhost bool) 
 // device_del only asks the guest to release the device: after each one, wait
 // for the DEVICE_DELETED event whose data.device is that id before sending
 // the netdev_del that follows it.
-func QMPUnplugCommands(nics []netbridge.NIC) []QMPCommand {
-	bases := idBases(nics)
+func QMPUnplugCommands(nics []sandbox.NIC) []QMPCommand {
+	bases := nicdata.IDBases(nics)
 	cmds := make([]QMPCommand, 0, 2*len(nics))
 	for i := range nics {
 		cmds = append(cmds,

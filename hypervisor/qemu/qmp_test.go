@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
 
@@ -27,7 +27,7 @@ func qmpLines(t *testing.T, cmds []QMPCommand) []byte {
 // checkQMP checks the hot-plug sequence of nics: per NIC, getfd commands
 // whose names are exactly those netdev_add lists, then netdev_add and
 // device_add with the exported ids and the JSON types QEMU expects.
-func checkQMP(t *testing.T, nics []netbridge.NIC, cmds []QMPCommand) {
+func checkQMP(t *testing.T, nics []sandbox.NIC, cmds []QMPCommand) {
 	t.Helper()
 	// Round-trip through JSON lines, as the commands travel.
 	var decoded []map[string]any
@@ -119,27 +119,27 @@ func TestQMPCommandsGolden(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		nics    []netbridge.NIC
+		nics    []sandbox.NIC
 		fdNames func(nic, queue int, vhost bool) string
 	}{
 		{name: "empty"},
-		{name: "one_nic", nics: []netbridge.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
-		{name: "multus_three_nics", nics: []netbridge.NIC{
+		{name: "one_nic", nics: []sandbox.NIC{nic(t, "eth0", "tap_eth0", "02:42:c0:00:02:0a", 1500)}},
+		{name: "multus_three_nics", nics: []sandbox.NIC{
 			nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1450),
 			nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 			nic(t, "net2", "tap_net2", "ce:8a:cb:00:71:2c", 9000),
 		}},
-		{name: "multiqueue_4", nics: []netbridge.NIC{multiqueue}},
-		{name: "vhost", nics: []netbridge.NIC{vhost}},
-		{name: "vhost_multiqueue_2", nics: []netbridge.NIC{vhostMQ}},
-		{name: "mtu_9000", nics: []netbridge.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
-		{name: "no_mtu_queues_0", nics: []netbridge.NIC{noMTU}},
-		{name: "macvtap_multiqueue_2", nics: []netbridge.NIC{macvtap}},
-		{name: "holding_files_vhost_without_vhost_files", nics: []netbridge.NIC{held}},
-		{name: "digit_name_default_fd_names", nics: []netbridge.NIC{nic(t, "0net", "tap_0", "02:00:00:00:00:01", 1500)}},
+		{name: "multiqueue_4", nics: []sandbox.NIC{multiqueue}},
+		{name: "vhost", nics: []sandbox.NIC{vhost}},
+		{name: "vhost_multiqueue_2", nics: []sandbox.NIC{vhostMQ}},
+		{name: "mtu_9000", nics: []sandbox.NIC{nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 9000)}},
+		{name: "no_mtu_queues_0", nics: []sandbox.NIC{noMTU}},
+		{name: "macvtap_multiqueue_2", nics: []sandbox.NIC{macvtap}},
+		{name: "holding_files_vhost_without_vhost_files", nics: []sandbox.NIC{held}},
+		{name: "digit_name_default_fd_names", nics: []sandbox.NIC{nic(t, "0net", "tap_0", "02:00:00:00:00:01", 1500)}},
 		{
 			name: "custom_fd_names",
-			nics: []netbridge.NIC{vhostMQ},
+			nics: []sandbox.NIC{vhostMQ},
 			fdNames: func(nic, queue int, vhost bool) string {
 				if vhost {
 					return fmt.Sprintf("v%d.%d", nic, queue)
@@ -163,7 +163,7 @@ func TestQMPCommandsGolden(t *testing.T) {
 // TestQMPCommandsFileOrder checks that the k-th getfd is for the k-th file
 // ByFD returns, so a caller can send ByFD's files one per getfd.
 func TestQMPCommandsFileOrder(t *testing.T) {
-	nics := []netbridge.NIC{
+	nics := []sandbox.NIC{
 		fdNIC(t, "eth0", "0a:58:c0:00:02:0a", 1, false),
 		fdNIC(t, "net1", "0a:58:c6:33:64:07", 2, true),
 		fdNIC(t, "net2", "ce:8a:cb:00:71:2c", 4, false),
@@ -207,49 +207,49 @@ func TestQMPCommandsFileOrder(t *testing.T) {
 func TestQMPCommandsErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		edit    func(n *netbridge.NIC)
+		edit    func(n *sandbox.NIC)
 		fdNames func(nic, queue int, vhost bool) string
 		want    string
 		is      error
 	}{
-		{name: "missing MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
-		{name: "multicast MAC", edit: func(n *netbridge.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
-		{name: "MTU out of range", edit: func(n *netbridge.NIC) { n.MTU = 67 }, want: "MTU 67 out of range"},
-		{name: "queue count", edit: func(n *netbridge.NIC) { n.Queues = 257 }, want: "queue count 257"},
-		{name: "files fewer than queues", edit: func(n *netbridge.NIC) { n.Files, n.Queues = files(t, 1), 2 }, want: "holds 1 tap queue files but has 2 queues"},
-		{name: "vhost files without tap files", edit: func(n *netbridge.NIC) { n.VhostFiles = files(t, 1) }, want: "no open tap queue files", is: ErrNoFiles},
-		{name: "vhost count mismatch", edit: func(n *netbridge.NIC) {
+		{name: "missing MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = nil }, want: "guest MAC missing"},
+		{name: "multicast MAC", edit: func(n *sandbox.NIC) { n.GuestMAC = mac(t, "01:00:5e:00:00:01") }, want: "multicast"},
+		{name: "MTU out of range", edit: func(n *sandbox.NIC) { n.MTU = 67 }, want: "MTU 67 out of range"},
+		{name: "queue count", edit: func(n *sandbox.NIC) { n.Queues = 257 }, want: "queue count 257"},
+		{name: "files fewer than queues", edit: func(n *sandbox.NIC) { n.Files, n.Queues = files(t, 1), 2 }, want: "holds 1 tap queue files but has 2 queues"},
+		{name: "vhost files without tap files", edit: func(n *sandbox.NIC) { n.VhostFiles = files(t, 1) }, want: "no open tap queue files", is: ErrNoFiles},
+		{name: "vhost count mismatch", edit: func(n *sandbox.NIC) {
 			n.Queues, n.Files, n.VhostFiles = 2, files(t, 2), files(t, 1)
 		}, want: "1 vhost files for 2 tap queue files"},
-		{name: "nil file", edit: func(n *netbridge.NIC) { n.Files = []*os.File{nil} }, want: "tap queue file 0 is nil"},
-		{name: "name starts with digit", edit: func(*netbridge.NIC) {}, fdNames: func(nic, q int, v bool) string {
+		{name: "nil file", edit: func(n *sandbox.NIC) { n.Files = []*os.File{nil} }, want: "tap queue file 0 is nil"},
+		{name: "name starts with digit", edit: func(*sandbox.NIC) {}, fdNames: func(nic, q int, v bool) string {
 			if nic == 1 {
 				return "1fd"
 			}
 			return "fd0"
 		}, want: `fd name "1fd" starts with a digit`},
-		{name: "name with colon", edit: func(*netbridge.NIC) {}, fdNames: func(nic, q int, v bool) string {
+		{name: "name with colon", edit: func(*sandbox.NIC) {}, fdNames: func(nic, q int, v bool) string {
 			if nic == 1 {
 				return "fd:1"
 			}
 			return "fd0"
 		}, want: `fd name "fd:1" holds ':'`},
-		{name: "empty name", edit: func(*netbridge.NIC) {}, fdNames: func(nic, q int, v bool) string {
+		{name: "empty name", edit: func(*sandbox.NIC) {}, fdNames: func(nic, q int, v bool) string {
 			if nic == 1 {
 				return ""
 			}
 			return "fd0"
 		}, want: "fd name missing"},
-		{name: "name reused across NICs", edit: func(*netbridge.NIC) {}, fdNames: func(nic, q int, v bool) string {
+		{name: "name reused across NICs", edit: func(*sandbox.NIC) {}, fdNames: func(nic, q int, v bool) string {
 			return fmt.Sprintf("fd-%d", q)
 		}, want: `fd name "fd-0" is also that of the NIC 0 ("eth0") queue 0`},
-		{name: "vhost name equal to tap name", edit: func(n *netbridge.NIC) { n.Vhost = true }, fdNames: func(nic, q int, v bool) string {
+		{name: "vhost name equal to tap name", edit: func(n *sandbox.NIC) { n.Vhost = true }, fdNames: func(nic, q int, v bool) string {
 			return fmt.Sprintf("fd-%d-%d", nic, q)
 		}, want: `fd name "fd-1-0" is also that of the NIC 1 ("net1") queue 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nics := []netbridge.NIC{
+			nics := []sandbox.NIC{
 				nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1500),
 				nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 			}
@@ -276,10 +276,10 @@ func TestQMPCommandsErrors(t *testing.T) {
 func TestQMPUnplugCommandsGolden(t *testing.T) {
 	tests := []struct {
 		name string
-		nics []netbridge.NIC
+		nics []sandbox.NIC
 	}{
 		{name: "empty"},
-		{name: "multus_three_nics", nics: []netbridge.NIC{
+		{name: "multus_three_nics", nics: []sandbox.NIC{
 			nic(t, "eth0", "tap_eth0", "0a:58:c0:00:02:0a", 1450),
 			nic(t, "net1", "tap_net1", "0a:58:c6:33:64:07", 1500),
 			nic(t, "net2", "tap_net2", "ce:8a:cb:00:71:2c", 9000),

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/bench/floor"
 	"github.com/netbridge/netbridge/test/testnet"
 )
@@ -34,7 +35,7 @@ func impls(stateDir string) []impl {
 		{
 			name: "library",
 			setup: func(ctx context.Context, id, netnsPath string) error {
-				sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: netnsPath, Model: netbridge.ModelTCFilter, StateDir: stateDir})
+				sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: netnsPath, Model: sandbox.ModelTCFilter, StateDir: stateDir})
 				if err != nil {
 					return err
 				}

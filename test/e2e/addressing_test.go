@@ -13,11 +13,12 @@ import (
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
 // guestDoc renders and parses back the guest network document of sb.
-func guestDoc(t *testing.T, sb *netbridge.Sandbox) guest.Document {
+func guestDoc(t *testing.T, sb *sandbox.Sandbox) guest.Document {
 	t.Helper()
 	b, err := guest.JSON(*sb)
 	if err != nil {
@@ -31,7 +32,7 @@ func guestDoc(t *testing.T, sb *netbridge.Sandbox) guest.Document {
 }
 
 // guestIfc returns the document's interface of nic, by its guest MAC.
-func guestIfc(t *testing.T, d guest.Document, nic netbridge.NIC) guest.Interface {
+func guestIfc(t *testing.T, d guest.Document, nic sandbox.NIC) guest.Interface {
 	t.Helper()
 	ifc, ok := d.Interfaces[nic.GuestMAC.String()]
 	if !ok {
@@ -112,7 +113,7 @@ func calico(t *testing.T) (node, pod ns.NetNS, nodeMAC net.HardwareAddr) {
 // Teardown restores the pod netns exactly, the permanent ARP entry included.
 func TestCalicoStyleAddressing(t *testing.T) {
 	podIP, nodeIP, gw := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("169.254.1.1")
-	for _, v := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge} {
+	for _, v := range []string{modelTCFilter, modelBridge} {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			node, pod, nodeMAC := calico(t)
@@ -121,12 +122,12 @@ func TestCalicoStyleAddressing(t *testing.T) {
 			cfg := withVariant(netbridge.Config{ID: "e2e-calico", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
 			sb := mustSetup(t, cfg)
 			nic := &sb.NICs[0]
-			wantRoutes := []netbridge.Route{
+			wantRoutes := []sandbox.Route{
 				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw},
 				{Dst: netip.MustParsePrefix("169.254.1.1/32")},
 			}
 			routes := slices.Clone(nic.Routes)
-			slices.SortFunc(routes, func(a, b netbridge.Route) int { return a.Dst.Addr().Compare(b.Dst.Addr()) })
+			slices.SortFunc(routes, func(a, b sandbox.Route) int { return a.Dst.Addr().Compare(b.Dst.Addr()) })
 			if !slices.Equal(routes, wantRoutes) {
 				t.Errorf("NIC routes %+v, want %+v", nic.Routes, wantRoutes)
 			}
@@ -157,7 +158,7 @@ func TestCalicoStyleAddressing(t *testing.T) {
 // the link MTU, the NIC, the guest document and the QEMU arguments carry
 // both, and teardown puts the routes back with their MTU.
 func TestMTUAndRouteMTUReachGuest(t *testing.T) {
-	for _, v := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, macvtapPassthru, netbridge.ModelNone} {
+	for _, v := range []string{modelTCFilter, modelBridge, modelMacvtap, macvtapPassthru, modelNone} {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			_, pod := topology(t, 9000)
@@ -254,7 +255,7 @@ func TestTeardownRestoresPermanentNeighbors(t *testing.T) {
 // a re-added IPv6 address is tentative for a while, and the kernel refuses
 // a route with it as source meanwhile.
 func TestTeardownRestoresPtpStyleRoutes(t *testing.T) {
-	for _, v := range append(slices.Clone(allVariants), netbridge.ModelBridge+"-with-dad") {
+	for _, v := range append(slices.Clone(allVariants), modelBridge+"-with-dad") {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			model, dad := strings.CutSuffix(v, "-with-dad")

@@ -23,6 +23,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -109,7 +110,7 @@ func dirState(t *testing.T, dir string) string {
 // state directory" only when the owner has no record in the one used. The
 // refused setup changes nothing: the owner's check still passes.
 func TestAttackTwoSandboxesOneInterface(t *testing.T) {
-	models := []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap}
+	models := []string{modelTCFilter, modelBridge, modelMacvtap}
 	for _, owner := range models {
 		t.Run("owner-"+owner, func(t *testing.T) {
 			t.Parallel()
@@ -222,7 +223,7 @@ func TestAttackNamesNotUTF8(t *testing.T) {
 			}
 		}
 		out := cliSetup(t, pod, dir, "u8", "--output", "json")
-		var sb netbridge.Sandbox
+		var sb sandbox.Sandbox
 		if err := json.Unmarshal([]byte(out), &sb); err != nil {
 			t.Fatalf("setup output: %v\n%s", err, out)
 		}
@@ -268,7 +269,7 @@ func TestAttackNamesNotUTF8(t *testing.T) {
 	// so the derived names are cut, at 6 bytes (tap) or 5 (bridge,
 	// macvtap): taken as bytes, both cuts fall inside a character.
 	const wide = "a€€€€"
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelNone} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap, modelNone} {
 		t.Run("cut-"+model, func(t *testing.T) {
 			t.Parallel()
 			node, pod := topology(t, 0)
@@ -277,7 +278,7 @@ func TestAttackNamesNotUTF8(t *testing.T) {
 			dir := t.TempDir()
 			before := testnet.Snapshot(t, pod)
 			out := cliSetup(t, pod, dir, "cut", "--model", model, "--interfaces", wide, "--output", "json")
-			var sb netbridge.Sandbox
+			var sb sandbox.Sandbox
 			if err := json.Unmarshal([]byte(out), &sb); err != nil {
 				t.Fatalf("setup output: %v\n%s", err, out)
 			}
@@ -319,7 +320,7 @@ func allLocks(names []string) bool {
 // the interface's addresses to the guest (bridge, macvtap) and the new one
 // selects interfaces by their addresses.
 func TestAttackUsageErrorKeepsWiring(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
 			node, pod := topology(t, 0)
@@ -399,7 +400,7 @@ func TestAttackAttachUsageErrorKeepsWiring(t *testing.T) {
 		name string
 		edit func(*netbridge.Config)
 	}{
-		{"macvlan under the bridge model", func(c *netbridge.Config) { c.Interfaces, c.Model = []string{"mv0"}, netbridge.ModelBridge }},
+		{"macvlan under the bridge model", func(c *netbridge.Config) { c.Interfaces, c.Model = []string{"mv0"}, modelBridge }},
 		{"tap name of the other interface", func(c *netbridge.Config) { c.Interfaces, c.Queues, c.TapName = []string{"mv0"}, 2, "nb-net1" }},
 	} {
 		cfg := netbridge.Config{ID: "at1", Netns: pod.Path(), StateDir: dir}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -89,7 +90,7 @@ func sortedLines(texts ...string) string {
 // Teardown deletes netbridge's own links and leaves the new eth0 exactly
 // as it is, with a warning that names it.
 func TestReplacedInterfaceLeftAlone(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			node, pod := topology(t, 0)
 			testnet.AddNeigh(t, pod, "eth0", "169.254.1.1", "02:00:5e:00:53:01")
@@ -97,7 +98,7 @@ func TestReplacedInterfaceLeftAlone(t *testing.T) {
 			ctx, logs := loggedContext()
 			id := "replaced-" + model
 			t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, id) })
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: model}); err != nil {
+			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
 			testnet.Exec(t, pod, "ip", "link", "del", "eth0")
@@ -129,7 +130,7 @@ func TestReplacedInterfaceLeftAlone(t *testing.T) {
 // exactly as they are: an announced step whose object carries no proof of
 // being netbridge's is not netbridge's.
 func TestCrashedSetupLeavesUserObjects(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelNone} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap, modelNone} {
 		t.Run(model, func(t *testing.T) {
 			_, pod := topology(t, 0)
 			dir := t.TempDir()
@@ -139,7 +140,7 @@ func TestCrashedSetupLeavesUserObjects(t *testing.T) {
 			// The step making the link: the first, but for macvtap the
 			// third (after the addresses and the MAC of eth0).
 			name, point, user := "nb-eth0", "-1", []string{"ip", "tuntap", "add", "dev", "nb-eth0", "mode", "tap"}
-			if model == netbridge.ModelMacvtap {
+			if model == modelMacvtap {
 				name, point, user = "nbm-eth0", "-3", []string{"ip", "link", "add", "link", "eth0", "name", "nbm-eth0", "type", "macvtap", "mode", "bridge"}
 			}
 			out, err := seamRun(t, "NETBRIDGE_SEAM_CRASH="+point, "setup", "--netns", pod.Path(), "--id", id, "--model", model, "--state-dir", dir)
@@ -185,7 +186,7 @@ func TestInterruptedTapCreationUndone(t *testing.T) {
 	id := "crash-tmp-tap"
 	t.Cleanup(func() { seamRun(t, "", "teardown", "--id", id, "--state-dir", dir) })
 	before := testnet.Snapshot(t, pod)
-	out, err := seamRun(t, "NETBRIDGE_SEAM_CRASH=-1", "setup", "--netns", pod.Path(), "--id", id, "--model", netbridge.ModelNone, "--state-dir", dir)
+	out, err := seamRun(t, "NETBRIDGE_SEAM_CRASH=-1", "setup", "--netns", pod.Path(), "--id", id, "--model", modelNone, "--state-dir", dir)
 	if !killed(err) {
 		t.Fatalf("setup was not killed: %v\n%s", err, out)
 	}
@@ -221,7 +222,7 @@ func TestForeignFiltersOnOurQdisc(t *testing.T) {
 	ctx := context.Background()
 	t.Cleanup(func() { netbridge.Teardown(ctx, dir, "foreign-filters") })
 	before := testnet.Snapshot(t, pod)
-	if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "foreign-filters", Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelTCFilter}); err != nil {
+	if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "foreign-filters", Netns: pod.Path(), StateDir: dir, Model: modelTCFilter}); err != nil {
 		t.Fatal(err)
 	}
 	testnet.Exec(t, pod, "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip", "u32", "match", "u32", "0", "0", "flowid", "1:1")
@@ -259,7 +260,7 @@ func TestOurPriorityTakenRefused(t *testing.T) {
 			testnet.Exec(t, pod, "tc", "qdisc", "add", "dev", "eth0", "ingress")
 			testnet.Exec(t, pod, "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "20034", "protocol", proto, "u32", "match", "u32", "0", "0", "flowid", "1:1")
 			before := testnet.Snapshot(t, pod)
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "prio-taken", Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelTCFilter})
+			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "prio-taken", Netns: pod.Path(), StateDir: dir, Model: modelTCFilter})
 			if !errors.Is(err, netbridge.ErrFilterPriorityTaken) || !strings.Contains(err.Error(), "20034") || !strings.Contains(err.Error(), `"eth0"`) {
 				t.Fatalf("setup = %v, want ErrFilterPriorityTaken naming priority 20034 and eth0", err)
 			}
@@ -275,7 +276,7 @@ func TestOurPriorityTakenRefused(t *testing.T) {
 // first). The bridge and macvtap models move both to the guest, and
 // teardown puts back exactly both.
 func TestTwoDefaultRoutesRestored(t *testing.T) {
-	for _, model := range []string{netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			_, pod := twoNICPod(t)
 			testnet.Exec(t, pod, "ip", "route", "prepend", "default", "via", "203.0.113.1", "dev", "net1")
@@ -286,7 +287,7 @@ func TestTwoDefaultRoutesRestored(t *testing.T) {
 			if strings.Count(before, "unicast 0.0.0.0/0") != 2 {
 				t.Fatalf("want two IPv4 default routes:\n%s", before)
 			}
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "two-defaults", Netns: pod.Path(), StateDir: dir, Model: model}); err != nil {
+			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "two-defaults", Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
 			if err := netbridge.Teardown(ctx, dir, "two-defaults"); err != nil {
@@ -328,7 +329,7 @@ func renamedSnapshot(s, from, to string) string {
 // and filter leave it (tcfilter).
 func TestMovedInterfaceFollowed(t *testing.T) {
 	for _, how := range []string{"renamed", "moved"} {
-		for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+		for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 			t.Run(how+"/"+model, func(t *testing.T) {
 				_, pod := topology(t, 0)
 				testnet.AddNeigh(t, pod, "eth0", "169.254.1.1", "02:00:5e:00:53:01")
@@ -337,7 +338,7 @@ func TestMovedInterfaceFollowed(t *testing.T) {
 				id := how + "-" + model
 				t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, id) })
 				before := testnet.Snapshot(t, pod)
-				if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: model}); err != nil {
+				if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
 					t.Fatal(err)
 				}
 				want := before
@@ -353,7 +354,7 @@ func TestMovedInterfaceFollowed(t *testing.T) {
 					testnet.Exec(t, away, "ip", "link", "set", "eth0", "netns", testnet.Name(pod))
 					testnet.Exec(t, pod, "ip", "link", "set", "eth0", "up")
 				}
-				if model == netbridge.ModelTCFilter {
+				if model == modelTCFilter {
 					// The tcfilter model changes nothing of eth0 but its
 					// ingress qdisc: what the kernel flushed from it with
 					// the rename (down) or the move is not netbridge's to
@@ -378,7 +379,7 @@ func TestMovedInterfaceFollowed(t *testing.T) {
 // txqueuelen of 0 (which the kernel raises to 1000 when an ingress qdisc is
 // added), come back exactly as they were in every model.
 func TestRestoreExact(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			node, pod := testnet.NewNS(t), testnet.NewNS(t)
 			testnet.VethPair(t, node, pod, "veth0", "eth0", 0)
@@ -393,7 +394,7 @@ func TestRestoreExact(t *testing.T) {
 			if !strings.Contains(before, "txqlen=0") || !strings.Contains(before, "198.51.100.2/24 brd=-") {
 				t.Fatalf("the snapshot does not show txqueuelen 0 and an address without broadcast:\n%s", before)
 			}
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "exact", Netns: pod.Path(), StateDir: dir, Model: model}); err != nil {
+			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "exact", Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
 			if err := netbridge.Teardown(ctx, dir, "exact"); err != nil {
@@ -521,7 +522,7 @@ func TestUpgradeRecordsOfPreviousRelease(t *testing.T) {
 	for _, fname := range names {
 		name := strings.TrimSuffix(filepath.Base(fname), ".fixture.json")
 		for _, attack := range []string{"", "replaced"} {
-			if attack != "" && name != netbridge.ModelBridge {
+			if attack != "" && name != modelBridge {
 				continue
 			}
 			t.Run(strings.TrimSuffix(name+"/"+attack, "/"), func(t *testing.T) {
@@ -545,7 +546,7 @@ func TestUpgradeRecordsOfPreviousRelease(t *testing.T) {
 				var ifaces []string
 				if s := f.Setup; s != nil {
 					id = s.ID
-					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: s.Model, MacvtapMode: s.MacvtapMode}
+					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(s.Model), MacvtapMode: sandbox.MacvtapMode(s.MacvtapMode)}
 					if _, err := netbridge.Setup(ctx, cfg); err != nil {
 						t.Fatal(err)
 					}
@@ -553,7 +554,7 @@ func TestUpgradeRecordsOfPreviousRelease(t *testing.T) {
 				for _, a := range f.Attach {
 					id = a.ContainerID
 					ifaces = append(ifaces, a.IfName)
-					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: a.Model, Network: a.Network, Interfaces: []string{a.IfName}}
+					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(a.Model), Network: a.Network, Interfaces: []string{a.IfName}}
 					if _, err := netbridge.Attach(ctx, cfg); err != nil {
 						t.Fatal(err)
 					}

@@ -103,13 +103,13 @@ func cniAdd(t *testing.T, bin string, conf []byte, n cniNode, pod ns.NetNS, id, 
 // worksWith reports whether the model variant v can carry the plugin's
 // link kind, per netbridge's kind support.
 func (p cniPlugin) worksWith(v string) bool {
-	return p.kind == "veth" || !(v == netbridge.ModelBridge || v == netbridge.ModelMacvtap || v == macvtapPassthru)
+	return p.kind == "veth" || !(v == modelBridge || v == modelMacvtap || v == macvtapPassthru)
 }
 
 // wantModelFor is the model a NIC of the plugin's kind gets under v.
 func (p cniPlugin) wantModelFor(t *testing.T, v string) string {
-	if p.kind != "veth" && v == netbridge.ModelAuto {
-		return netbridge.ModelTCFilter // the only model for macvlan and ipvlan
+	if p.kind != "veth" && v == modelAuto {
+		return modelTCFilter // the only model for macvlan and ipvlan
 	}
 	return wantModel(t, v)
 }
@@ -173,7 +173,7 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 
 			sb := mustSetup(t, cfg)
 			nic := &sb.NICs[0]
-			if len(sb.NICs) != 1 || nic.Name != "eth0" || nic.Kind != p.kind || nic.Model != p.wantModelFor(t, v) {
+			if len(sb.NICs) != 1 || nic.Name != "eth0" || nic.Kind != p.kind || string(nic.Model) != p.wantModelFor(t, v) {
 				t.Fatalf("NICs %+v, want eth0 (%s) with model %s", sb.NICs, p.kind, p.wantModelFor(t, v))
 			}
 			if nic.GuestMAC.String() != a.mac {
@@ -188,7 +188,7 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 				t.Errorf("Check: %v", err)
 			}
 			g := startGuest(t, takeQueue(t, pod, nic), *nic)
-			if v == netbridge.ModelNone {
+			if v == modelNone {
 				if s := g.Stats(); s.EchoRepliesSent != 0 || s.ARPRepliesSent != 0 {
 					t.Errorf("model none wired the guest in: %+v", s)
 				}
@@ -253,7 +253,7 @@ func requireIpvlan(t *testing.T) {
 // Strict.
 func TestCNIMultusThreeNetworks(t *testing.T) {
 	bin := cni.Build(t)
-	for _, v := range []string{netbridge.ModelTCFilter, netbridge.ModelAuto, netbridge.ModelBridge} {
+	for _, v := range []string{modelTCFilter, modelAuto, modelBridge} {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			n := newCNINode(t, "203.0.113", "2001:db8:3")
@@ -278,7 +278,7 @@ func TestCNIMultusThreeNetworks(t *testing.T) {
 			cfg := withVariant(netbridge.Config{ID: "e2e-multus", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
 
 			wired := []string{"eth0", "net1", "net2"}
-			if v == netbridge.ModelBridge {
+			if v == modelBridge {
 				wired = []string{"eth0", "net2"}
 				strict := cfg
 				strict.Strict = true
@@ -309,7 +309,7 @@ func TestCNIMultusThreeNetworks(t *testing.T) {
 					t.Errorf("%s are not distinct: %v", what, list)
 				}
 			}
-			if v == netbridge.ModelBridge {
+			if v == modelBridge {
 				if len(sb.Warnings) != 1 || !strings.Contains(sb.Warnings[0], "net1") || !strings.Contains(sb.Warnings[0], "use tcfilter") {
 					t.Errorf("warnings %q, want one skipping net1 and naming tcfilter", sb.Warnings)
 				}

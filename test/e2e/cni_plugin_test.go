@@ -42,6 +42,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/cni"
 	"github.com/netbridge/netbridge/test/testnet"
 )
@@ -67,7 +68,7 @@ func chainIPAM(v4, v6, resolv string) string {
 func nbEntry(variant, stateDir, logFile string) string {
 	model, mode := variant, ""
 	if variant == macvtapPassthru {
-		model, mode = netbridge.ModelMacvtap, netbridge.MacvtapPassthru
+		model, mode = modelMacvtap, modePassthru
 	}
 	return fmt.Sprintf(`{"type":"netbridge","model":%q,"macvtapMode":%q,"stateDir":%q,"logFile":%q}`, model, mode, stateDir, logFile)
 }
@@ -124,7 +125,7 @@ func (p *chainPod) list(name string, withNetbridge bool) []byte {
 		plugins += "," + nbEntry(p.c.model, p.stateDir, filepath.Join(p.logDir, "netbridge.log"))
 	}
 	disable := ""
-	if withNetbridge && p.c.model != netbridge.ModelTCFilter {
+	if withNetbridge && p.c.model != modelTCFilter {
 		// bridge and macvtap give the interface a derived MAC and move
 		// its addresses to the guest, so the interface plugin's own
 		// CHECK fails: the README tells users to disable CHECK for the
@@ -146,7 +147,7 @@ func resultPairs(res *current.Result) [][2]netip.Addr {
 }
 
 // loadNIC returns the recorded NIC of interface ifname of sandbox id.
-func loadNIC(t *testing.T, stateDir, id, ifname string) netbridge.NIC {
+func loadNIC(t *testing.T, stateDir, id, ifname string) sandbox.NIC {
 	t.Helper()
 	sb, err := netbridge.Load(stateDir, id)
 	if err != nil {
@@ -158,7 +159,7 @@ func loadNIC(t *testing.T, stateDir, id, ifname string) netbridge.NIC {
 		}
 	}
 	t.Fatalf("sandbox %s has no NIC %s: %+v", id, ifname, sb.NICs)
-	return netbridge.NIC{}
+	return sandbox.NIC{}
 }
 
 // checkChained checks a result (of spec version ver, converted) of
@@ -166,7 +167,7 @@ func loadNIC(t *testing.T, stateDir, id, ifname string) netbridge.NIC {
 // interface is the tap, with its real MAC and MTU (results before 1.0.0
 // have no MTU), in the pod's netns; the pod interface keeps its entry (the
 // guest's MAC), every IP still names it, and every IP is the NIC's.
-func checkChained(t *testing.T, res *current.Result, ver string, pod ns.NetNS, nic netbridge.NIC, ifname string) {
+func checkChained(t *testing.T, res *current.Result, ver string, pod ns.NetNS, nic sandbox.NIC, ifname string) {
 	t.Helper()
 	if len(res.Interfaces) < 2 {
 		t.Fatalf("result interfaces %+v: want the pod interface and the tap", res.Interfaces)
@@ -253,7 +254,7 @@ func checkParses(t *testing.T, raw types.Result, ver, tap string) {
 // guestFrames attaches a fake guest to the NIC's tap, as a VMM opens it
 // by name (or the macvtap's device node), and passes frames both ways for
 // pairs, the node resolving the guest afresh.
-func guestFrames(t *testing.T, pod, peer ns.NetNS, nic netbridge.NIC, pairs ...[2]netip.Addr) {
+func guestFrames(t *testing.T, pod, peer ns.NetNS, nic sandbox.NIC, pairs ...[2]netip.Addr) {
 	t.Helper()
 	g := startGuest(t, takeQueue(t, pod, &nic), nic)
 	framesBothWays(t, peer, g, 0, pairs...)
@@ -281,7 +282,7 @@ func runChain(t *testing.T, bins string, c chainCase) {
 	att := cni.Add(t, bins, p.list("nbchain", true), p.n.node, p.pod, id, "eth0")
 
 	nic := loadNIC(t, p.stateDir, id, "eth0")
-	if nic.Model != wantModel(t, c.model) || nic.Network != "nbchain" {
+	if string(nic.Model) != wantModel(t, c.model) || nic.Network != "nbchain" {
 		t.Errorf("NIC model %s, network %q; want %s, nbchain", nic.Model, nic.Network, wantModel(t, c.model))
 	}
 	checkParses(t, att.Raw, c.ver, nic.Tap)
@@ -292,7 +293,7 @@ func runChain(t *testing.T, bins string, c chainCase) {
 	if sb, err := netbridge.Load(p.stateDir, id); err != nil || len(sb.DNS.Nameservers) != 1 || sb.DNS.Nameservers[0].String() != nameserver {
 		t.Errorf("recorded DNS %+v (%v), want the prevResult's %s", sb.DNS, err, nameserver)
 	}
-	if c.model == netbridge.ModelTCFilter {
+	if c.model == modelTCFilter {
 		// tcfilter leaves the interface as the plugin made it.
 		if mac := testnet.LinkByName(t, p.pod, "eth0").Attrs().HardwareAddr.String(); mac != nic.GuestMAC.String() {
 			t.Errorf("eth0 MAC %s, want the CNI interface's %s", mac, nic.GuestMAC)
@@ -483,17 +484,17 @@ func runUndo(t *testing.T, bins string, c chainCase) {
 
 // chainCases are the plugin, model and spec version combinations.
 var chainCases = []chainCase{
-	{cniBridge, netbridge.ModelTCFilter, "0.3.0"},
-	{cniBridge, netbridge.ModelTCFilter, "0.3.1"},
-	{cniBridge, netbridge.ModelTCFilter, "0.4.0"},
-	{cniBridge, netbridge.ModelTCFilter, "1.0.0"},
-	{cniBridge, netbridge.ModelTCFilter, "1.1.0"},
-	{cniPtp, netbridge.ModelTCFilter, "1.0.0"},
-	{cniPtp, netbridge.ModelTCFilter, "0.4.0"},
-	{cniMacvlan, netbridge.ModelTCFilter, "1.0.0"},
-	{cniMacvlan, netbridge.ModelTCFilter, "1.1.0"},
-	{cniBridge, netbridge.ModelBridge, "1.0.0"},
-	{cniPtp, netbridge.ModelMacvtap, "1.0.0"},
+	{cniBridge, modelTCFilter, "0.3.0"},
+	{cniBridge, modelTCFilter, "0.3.1"},
+	{cniBridge, modelTCFilter, "0.4.0"},
+	{cniBridge, modelTCFilter, "1.0.0"},
+	{cniBridge, modelTCFilter, "1.1.0"},
+	{cniPtp, modelTCFilter, "1.0.0"},
+	{cniPtp, modelTCFilter, "0.4.0"},
+	{cniMacvlan, modelTCFilter, "1.0.0"},
+	{cniMacvlan, modelTCFilter, "1.1.0"},
+	{cniBridge, modelBridge, "1.0.0"},
+	{cniPtp, modelMacvtap, "1.0.0"},
 }
 
 // TestCNIPluginChain runs every chain case as a whole conflist through
@@ -553,7 +554,7 @@ func TestCNIPluginStatusAndGC(t *testing.T) {
 	podA, podB := testnet.NewNS(t), testnet.NewNS(t)
 	stateDir, tmp := t.TempDir(), t.TempDir()
 	nb := func(network string) string {
-		return nbEntry(netbridge.ModelTCFilter, stateDir, filepath.Join(tmp, network+".log"))
+		return nbEntry(modelTCFilter, stateDir, filepath.Join(tmp, network+".log"))
 	}
 	netA := []byte(`{"cniVersion":"1.1.0","name":"nbgc-a","plugins":[{"type":"bridge","bridge":"nbgca0","isGateway":true,"ipMasq":false,` +
 		`"ipam":{"type":"host-local","ranges":[[{"subnet":"198.51.100.0/24","gateway":"198.51.100.1"}],[{"subnet":"2001:db8:1::/64","gateway":"2001:db8:1::1"}]],` +
@@ -715,9 +716,9 @@ func TestCNIPluginPrevResultWithoutInterfaces(t *testing.T) {
 			id := "cilium-" + strings.ReplaceAll(c.ver, ".", "")
 			prev := ciliumResult(c.ver, c.hostIface)
 			before := testnet.Snapshot(t, pod)
-			out, err := invokeNB(t, bins, node, "ADD", nbConf(c.ver, "cilium", netbridge.ModelTCFilter, stateDir, prev), id, pod.Path(), "eth0")
+			out, err := invokeNB(t, bins, node, "ADD", nbConf(c.ver, "cilium", modelTCFilter, stateDir, prev), id, pod.Path(), "eth0")
 			t.Cleanup(func() {
-				if _, err := invokeNB(t, bins, node, "DEL", nbConf(c.ver, "cilium", netbridge.ModelTCFilter, stateDir, ""), id, pod.Path(), "eth0"); err != nil {
+				if _, err := invokeNB(t, bins, node, "DEL", nbConf(c.ver, "cilium", modelTCFilter, stateDir, ""), id, pod.Path(), "eth0"); err != nil {
 					t.Errorf("cleanup DEL: %v", err)
 				}
 			})
@@ -742,11 +743,11 @@ func TestCNIPluginPrevResultWithoutInterfaces(t *testing.T) {
 				t.Errorf("recorded DNS %+v (%v), want the prevResult's two nameservers", sb.DNS, err)
 			}
 			guestFrames(t, pod, node, nic, pairs...)
-			if _, err := invokeNB(t, bins, node, "CHECK", nbConf(c.ver, "cilium", netbridge.ModelTCFilter, stateDir, string(out)), id, pod.Path(), "eth0"); err != nil {
+			if _, err := invokeNB(t, bins, node, "CHECK", nbConf(c.ver, "cilium", modelTCFilter, stateDir, string(out)), id, pod.Path(), "eth0"); err != nil {
 				t.Errorf("CHECK: %v", err)
 			}
 			for i := range 2 {
-				if _, err := invokeNB(t, bins, node, "DEL", nbConf(c.ver, "cilium", netbridge.ModelTCFilter, stateDir, string(out)), id, pod.Path(), "eth0"); err != nil {
+				if _, err := invokeNB(t, bins, node, "DEL", nbConf(c.ver, "cilium", modelTCFilter, stateDir, string(out)), id, pod.Path(), "eth0"); err != nil {
 					t.Fatalf("DEL %d: %v", i+1, err)
 				}
 			}
@@ -802,7 +803,7 @@ func TestCNIPluginWithoutPrevResult(t *testing.T) {
 	want("libcni ADD of netbridge alone", err)
 	for _, ver := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		for _, cmd := range []string{"ADD", "CHECK"} {
-			_, err := invokeNB(t, bins, node, cmd, nbConf(ver, "nbalone", netbridge.ModelTCFilter, stateDir, ""), "alone", pod.Path(), "eth0")
+			_, err := invokeNB(t, bins, node, cmd, nbConf(ver, "nbalone", modelTCFilter, stateDir, ""), "alone", pod.Path(), "eth0")
 			if cmd == "CHECK" && strings.HasPrefix(ver, "0.3.") {
 				// skel refuses CHECK before 0.4.0 itself.
 				if err == nil || cniErrorOf(t, err).Code != types.ErrIncompatibleCNIVersion {
@@ -858,11 +859,11 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 		node, pod := topology(t, 0)
 		stateDir := t.TempDir()
 		before := testnet.Snapshot(t, pod)
-		if _, err := invokeNB(t, bins, node, "ADD", nbConf("1.0.0", "nbdel", netbridge.ModelTCFilter, stateDir, fmt.Sprintf(prev, pod.Path())), "del1", pod.Path(), "eth0"); err != nil {
+		if _, err := invokeNB(t, bins, node, "ADD", nbConf("1.0.0", "nbdel", modelTCFilter, stateDir, fmt.Sprintf(prev, pod.Path())), "del1", pod.Path(), "eth0"); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
 		for i := range 2 {
-			if _, err := invokeNB(t, bins, node, "DEL", nbConf("1.0.0", "nbdel", netbridge.ModelTCFilter, stateDir, ""), "del1", pod.Path(), "eth0"); err != nil {
+			if _, err := invokeNB(t, bins, node, "DEL", nbConf("1.0.0", "nbdel", modelTCFilter, stateDir, ""), "del1", pod.Path(), "eth0"); err != nil {
 				t.Fatalf("DEL %d without prevResult: %v", i+1, err)
 			}
 		}
@@ -896,7 +897,7 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 		testnet.AddAddr(t, pod, "eth0", "198.51.100.2/24")
 		pod.Close()
 		stateDir := t.TempDir()
-		if _, err := invokeNB(t, bins, node, "ADD", nbConf("1.0.0", "nbdel", netbridge.ModelTCFilter, stateDir, fmt.Sprintf(prev, path)), "del2", path, "eth0"); err != nil {
+		if _, err := invokeNB(t, bins, node, "ADD", nbConf("1.0.0", "nbdel", modelTCFilter, stateDir, fmt.Sprintf(prev, path)), "del2", path, "eth0"); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
 		if nic := loadNIC(t, stateDir, "del2", "eth0"); nic.Tap == "" {
@@ -907,7 +908,7 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 			t.Fatalf("the netns path is still there after its process ended: %v", err)
 		}
 		for i := range 2 {
-			if _, err := invokeNB(t, bins, node, "DEL", nbConf("1.0.0", "nbdel", netbridge.ModelTCFilter, stateDir, ""), "del2", path, "eth0"); err != nil {
+			if _, err := invokeNB(t, bins, node, "DEL", nbConf("1.0.0", "nbdel", modelTCFilter, stateDir, ""), "del2", path, "eth0"); err != nil {
 				t.Fatalf("DEL %d with the netns gone and without prevResult: %v", i+1, err)
 			}
 		}
@@ -946,7 +947,7 @@ func TestCNIPluginConcurrentNetworks(t *testing.T) {
 				p = prev[ifname]
 			}
 			go func() {
-				_, err := invokeNB(t, bins, node, command, nbConf("1.0.0", network[ifname], netbridge.ModelTCFilter, stateDir, p), "cc", pod.Path(), ifname)
+				_, err := invokeNB(t, bins, node, command, nbConf("1.0.0", network[ifname], modelTCFilter, stateDir, p), "cc", pod.Path(), ifname)
 				if err != nil {
 					err = fmt.Errorf("%s %s: %w", command, ifname, err)
 				}

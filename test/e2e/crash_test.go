@@ -14,7 +14,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -99,7 +98,7 @@ func killed(err error) bool {
 // setup.
 func TestCrashAtEveryStep(t *testing.T) {
 	total := 0
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			_, pod := twoNICPod(t)
 			dir := t.TempDir()
@@ -165,7 +164,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 // fails with an error naming the step and the interface, and the pod netns
 // equals its snapshot with no state left.
 func TestRollbackAtEveryStep(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			_, pod := twoNICPod(t)
 			dir := t.TempDir()

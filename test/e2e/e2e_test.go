@@ -19,12 +19,25 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/cni"
 	"github.com/netbridge/netbridge/test/fakeguest"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
 const pingTimeout = 5 * time.Second
+
+// The models and macvtap modes by name, as the CLI and the CNI
+// configuration take them (untyped: a test's variant names are strings).
+const (
+	modelTCFilter    = "tcfilter"
+	modelBridge      = "bridge"
+	modelMacvtap     = "macvtap"
+	modelNone        = "none"
+	modelAuto        = "auto"
+	modelPassthrough = "passthrough"
+	modePassthru     = "passthru"
+)
 
 var (
 	nodeV4 = netip.MustParseAddr("198.51.100.1")
@@ -50,7 +63,7 @@ func topology(t *testing.T, mtu int) (node, pod ns.NetNS) {
 
 // startGuest attaches a fake guest to the NIC's tap, with the NIC's guest
 // MAC and addresses, and gateways taken from its default routes.
-func startGuest(t *testing.T, tap *os.File, nic netbridge.NIC) *fakeguest.Guest {
+func startGuest(t *testing.T, tap *os.File, nic sandbox.NIC) *fakeguest.Guest {
 	t.Helper()
 	var opts []fakeguest.Option
 	for _, r := range nic.Routes {
@@ -97,15 +110,15 @@ func pingBothWays(t *testing.T, node ns.NetNS, g *fakeguest.Guest, size int, pai
 // one full-size frame at MTU 1500 and 9000). The pod netns is compared with
 // its snapshot after teardown.
 func TestRealFramesThroughLibrary(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelMacvtap + "-passthru"} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap, modelMacvtap + "-passthru"} {
 		for _, mtu := range []int{1500, 9000} {
 			t.Run(fmt.Sprintf("%s/mtu%d", model, mtu), func(t *testing.T) {
 				node, pod := topology(t, mtu)
 				before := testnet.Snapshot(t, pod)
 				dir := t.TempDir()
-				cfg := netbridge.Config{ID: "e2e-lib", Netns: pod.Path(), StateDir: dir, HoldFDs: true, Model: model}
+				cfg := netbridge.Config{ID: "e2e-lib", Netns: pod.Path(), StateDir: dir, HoldFDs: true, Model: sandbox.Model(model)}
 				if m, ok := strings.CutSuffix(model, "-passthru"); ok {
-					cfg.Model, cfg.MacvtapMode = m, netbridge.MacvtapPassthru
+					cfg.Model, cfg.MacvtapMode = sandbox.Model(m), sandbox.MacvtapPassthru
 				}
 				sb, err := netbridge.Setup(context.Background(), cfg)
 				if err != nil {

@@ -20,8 +20,8 @@ func TestExec(t *testing.T) {
 		queues int
 		want   string // what the queue fds point at
 	}{
-		{netbridge.ModelTCFilter, 2, "/dev/net/tun"},
-		{netbridge.ModelMacvtap, 1, ".dev/nbm-eth0"},
+		{modelTCFilter, 2, "/dev/net/tun"},
+		{modelMacvtap, 1, ".dev/nbm-eth0"},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			_, pod := topology(t, 0)

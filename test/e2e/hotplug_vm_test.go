@@ -26,6 +26,7 @@ import (
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/qmp"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 	"github.com/netbridge/netbridge/test/vm"
 )
@@ -48,7 +49,7 @@ const (
 // down and compares the pod netns with its state before setup.
 func TestVMHotplug(t *testing.T) {
 	vm.Require(t)
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelMacvtap, netbridge.ModelBridge} {
+	for _, model := range []string{modelTCFilter, modelMacvtap, modelBridge} {
 		t.Run(model, func(t *testing.T) {
 			node, pod := topology(t, 0)
 			if d := hotplugRun(t, model, node, pod); d != "" {
@@ -68,7 +69,7 @@ func hotplugRun(t *testing.T, model string, node, pod ns.NetNS) string {
 	dir := t.TempDir()
 	// No queues held: `netbridge hotplug` opens them itself, as a runtime
 	// adding a NIC to a running VM would.
-	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: model})
+	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestExistingTapIsPassedThrough(t *testing.T) {
 				t.Fatalf("NICs %+v, want tap0 only", sb.NICs)
 			}
 			nic := sb.NICs[0]
-			if nic.Model != netbridge.ModelPassthrough || nic.Kind != "tuntap" || nic.Tap != "tap0" || nic.MTU != 1400 ||
+			if string(nic.Model) != modelPassthrough || nic.Kind != "tuntap" || nic.Tap != "tap0" || nic.MTU != 1400 ||
 				nic.GuestMAC.String() != tapMAC.String() || nic.Why == "" || nic.Bridge != "" || nic.Device != "" || nic.HostMAC != nil {
 				t.Errorf("NIC %+v, want tap0 passed through as it is", nic)
 			}
@@ -61,13 +61,13 @@ func TestExistingTapIsPassedThrough(t *testing.T) {
 			// By default, next to eth0, in name order. Frames through the
 			// queue setup opened: once (they do not depend on eth0's model,
 			// and the tap's carrier going away again costs a second).
-			frames := v == netbridge.ModelTCFilter
+			frames := v == modelTCFilter
 			cfg := withVariant(netbridge.Config{ID: "e2e-pt", Netns: pod.Path(), StateDir: dir, HoldFDs: frames}, v)
 			sb = mustSetup(t, cfg)
 			if len(sb.NICs) != 2 || sb.NICs[0].Name != "eth0" || sb.NICs[1].Name != "tap0" {
 				t.Fatalf("NICs %+v, want eth0 and tap0", sb.NICs)
 			}
-			if sb.NICs[0].Model != wantModel(t, v) || sb.NICs[1].Model != netbridge.ModelPassthrough {
+			if string(sb.NICs[0].Model) != wantModel(t, v) || sb.NICs[1].Model != modelPassthrough {
 				t.Errorf("models %s, %s; want %s, passthrough", sb.NICs[0].Model, sb.NICs[1].Model, wantModel(t, v))
 			}
 			if err := netbridge.Check(context.Background(), dir, cfg.ID); err != nil {
@@ -137,7 +137,7 @@ func TestOtherKindIsSkippedOrStrict(t *testing.T) {
 		}
 	}
 
-	for _, v := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelAuto} {
+	for _, v := range []string{modelTCFilter, modelBridge, modelAuto} {
 		cfg := withVariant(netbridge.Config{ID: "e2e-kind", Netns: pod.Path(), StateDir: dir}, v)
 		sb := mustSetup(t, cfg)
 		if len(sb.NICs) != 1 || sb.NICs[0].Name != "eth0" {

@@ -16,26 +16,27 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/fakeguest"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
 // Model variants as the tests name them: "macvtap-passthru" is the macvtap
 // model in passthru mode, "macvtap" the macvtap model in bridge mode.
-const macvtapPassthru = netbridge.ModelMacvtap + "-passthru"
+const macvtapPassthru = modelMacvtap + "-passthru"
 
 var (
 	// allVariants is every model a Config can ask for.
-	allVariants = []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, macvtapPassthru, netbridge.ModelNone, netbridge.ModelAuto}
+	allVariants = []string{modelTCFilter, modelBridge, modelMacvtap, macvtapPassthru, modelNone, modelAuto}
 	// wiredVariants connect the interface to the guest: frames pass.
-	wiredVariants = slices.DeleteFunc(slices.Clone(allVariants), func(v string) bool { return v == netbridge.ModelNone })
+	wiredVariants = slices.DeleteFunc(slices.Clone(allVariants), func(v string) bool { return v == modelNone })
 )
 
 // withVariant returns cfg asking for the model variant v.
 func withVariant(cfg netbridge.Config, v string) netbridge.Config {
-	cfg.Model, cfg.MacvtapMode = v, ""
+	cfg.Model, cfg.MacvtapMode = sandbox.Model(v), ""
 	if v == macvtapPassthru {
-		cfg.Model, cfg.MacvtapMode = netbridge.ModelMacvtap, netbridge.MacvtapPassthru
+		cfg.Model, cfg.MacvtapMode = sandbox.ModelMacvtap, sandbox.MacvtapPassthru
 	}
 	return cfg
 }
@@ -57,8 +58,8 @@ func autoPick(t *testing.T) string {
 			return
 		}
 		for _, m := range netbridge.ModelSupport(f) {
-			if m.Model == netbridge.ModelAuto {
-				for _, pick := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+			if m.Model == modelAuto {
+				for _, pick := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 					if strings.HasPrefix(m.Detail, "picks "+pick) {
 						autoModel = pick
 					}
@@ -79,8 +80,8 @@ func autoPick(t *testing.T) string {
 func wantModel(t *testing.T, v string) string {
 	switch v {
 	case macvtapPassthru:
-		return netbridge.ModelMacvtap
-	case netbridge.ModelAuto:
+		return modelMacvtap
+	case modelAuto:
 		return autoPick(t)
 	}
 	return v
@@ -88,7 +89,7 @@ func wantModel(t *testing.T, v string) string {
 
 // mustSetup runs Setup and registers Close and Teardown at cleanup (a
 // second Teardown after the test's own does nothing).
-func mustSetup(t *testing.T, cfg netbridge.Config) *netbridge.Sandbox {
+func mustSetup(t *testing.T, cfg netbridge.Config) *sandbox.Sandbox {
 	t.Helper()
 	sb, err := netbridge.Setup(context.Background(), cfg)
 	if err != nil {
@@ -113,7 +114,7 @@ func mustTeardown(t *testing.T, dir, id string) {
 // takeQueue hands the NIC's first held queue to the caller (the fake
 // guest then owns it); without held queues it opens one the way a VMM
 // would: the macvtap's device node, or the tap by name.
-func takeQueue(t *testing.T, pod ns.NetNS, nic *netbridge.NIC) *os.File {
+func takeQueue(t *testing.T, pod ns.NetNS, nic *sandbox.NIC) *os.File {
 	t.Helper()
 	if len(nic.Files) > 0 {
 		f := nic.Files[0]
@@ -170,7 +171,7 @@ func pingResolving(t *testing.T, node ns.NetNS, g *fakeguest.Guest, size int, pa
 }
 
 // publicJSON is the sandbox as JSON (held files are not part of it).
-func publicJSON(t *testing.T, sb *netbridge.Sandbox) string {
+func publicJSON(t *testing.T, sb *sandbox.Sandbox) string {
 	t.Helper()
 	b, err := json.Marshal(sb)
 	if err != nil {
@@ -206,7 +207,7 @@ func TestModelLifecycleTwice(t *testing.T) {
 				hold := cfg
 				hold.HoldFDs = true
 				again := mustSetup(t, hold)
-				for _, other := range []*netbridge.Sandbox{second, again} {
+				for _, other := range []*sandbox.Sandbox{second, again} {
 					if a, b := publicJSON(t, sb), publicJSON(t, other); a != b {
 						t.Errorf("cycle %d: a repeated Setup returned\n%s\nthe first\n%s", cycle, b, a)
 					}
@@ -218,17 +219,17 @@ func TestModelLifecycleTwice(t *testing.T) {
 					t.Fatalf("cycle %d: %d NICs, want 1", cycle, len(again.NICs))
 				}
 				nic := &again.NICs[0]
-				if want := wantModel(t, v); nic.Model != want {
+				if want := wantModel(t, v); string(nic.Model) != want {
 					t.Errorf("cycle %d: NIC model %q, want %q", cycle, nic.Model, want)
 				}
-				if v == netbridge.ModelAuto && !strings.HasPrefix(nic.Why, "auto:") {
+				if v == modelAuto && !strings.HasPrefix(nic.Why, "auto:") {
 					t.Errorf("cycle %d: auto gave no reason: %q", cycle, nic.Why)
 				}
 				if mtu := testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU; mtu != 1500 || nic.MTU != 1500 {
 					t.Errorf("cycle %d: NIC MTU %d, %s MTU %d, want 1500", cycle, nic.MTU, nic.Tap, mtu)
 				}
 				g := startGuest(t, takeQueue(t, pod, nic), *nic)
-				if v == netbridge.ModelNone {
+				if v == modelNone {
 					if err := testnet.Ping(node, podV4, 0, pingTimeout); err != nil {
 						t.Errorf("cycle %d: the pod no longer answers with model none: %v", cycle, err)
 					}
@@ -257,19 +258,19 @@ func TestModelLifecycleTwice(t *testing.T) {
 // same ifindex inside their own netns (so the host's /dev/tapN name would
 // be the same) and passes frames through both at the same time.
 func TestMacvtapsWithTheSameIfindex(t *testing.T) {
-	type sandbox struct {
+	type wired struct {
 		node ns.NetNS
-		nic  netbridge.NIC
+		nic  sandbox.NIC
 		g    *fakeguest.Guest
 	}
-	var sbs []*sandbox
+	var sbs []*wired
 	dir := t.TempDir() // one state dir, as on a real node
-	for i, mode := range []string{netbridge.MacvtapBridge, netbridge.MacvtapPassthru} {
+	for i, mode := range []sandbox.MacvtapMode{sandbox.MacvtapBridge, sandbox.MacvtapPassthru} {
 		node, pod := topology(t, 0)
 		id := fmt.Sprintf("e2e-mvt-%d", i)
-		sb := mustSetup(t, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelMacvtap, MacvtapMode: mode, HoldFDs: true})
+		sb := mustSetup(t, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: modelMacvtap, MacvtapMode: mode, HoldFDs: true})
 		nic := &sb.NICs[0]
-		sbs = append(sbs, &sandbox{node: node, nic: *nic, g: startGuest(t, takeQueue(t, pod, nic), *nic)})
+		sbs = append(sbs, &wired{node: node, nic: *nic, g: startGuest(t, takeQueue(t, pod, nic), *nic)})
 	}
 	a, b := sbs[0].nic, sbs[1].nic
 	if a.TapIndex != b.TapIndex {
@@ -303,7 +304,7 @@ func TestMacvtapsWithTheSameIfindex(t *testing.T) {
 // must not be replayed when they are put back. Teardown restores the
 // snapshot exactly.
 func TestBridgeModelOnVethWithoutCarrier(t *testing.T) {
-	for _, v := range []string{netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, v := range []string{modelBridge, modelMacvtap} {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			node, pod := topology(t, 0)
@@ -353,12 +354,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // sandbox removes everything it put in the state directory: the record,
 // the lock file, the private device node and the directory holding it.
 func TestMacvtapTeardownLeavesNoStateBehind(t *testing.T) {
-	for _, mode := range []string{netbridge.MacvtapBridge, netbridge.MacvtapPassthru} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []sandbox.MacvtapMode{sandbox.MacvtapBridge, sandbox.MacvtapPassthru} {
+		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
 			_, pod := topology(t, 0)
 			dir := t.TempDir()
-			cfg := netbridge.Config{ID: "e2e-mvt-state", Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelMacvtap, MacvtapMode: mode}
+			cfg := netbridge.Config{ID: "e2e-mvt-state", Netns: pod.Path(), StateDir: dir, Model: modelMacvtap, MacvtapMode: mode}
 			sb := mustSetup(t, cfg)
 			if _, err := os.Stat(sb.NICs[0].Device); err != nil {
 				t.Fatalf("device node: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -197,7 +198,7 @@ func TestConcurrentSetupsOfOneID(t *testing.T) {
 func TestSetupRacingTeardown(t *testing.T) {
 	const rounds = 30
 	bin := netbridgeBinary(t)
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge} {
+	for _, model := range []string{modelTCFilter, modelBridge} {
 		t.Run(model, func(t *testing.T) {
 			node := testnet.NewNS(t)
 			pod := simplePod(t, node, "veth0")
@@ -283,8 +284,8 @@ func TestSoakSetupTeardown(t *testing.T) {
 		cycles int
 		budget time.Duration
 	}{
-		{netbridge.ModelTCFilter, 1000, 45 * time.Second},
-		{netbridge.ModelBridge, 300, 10 * time.Second},
+		{modelTCFilter, 1000, 45 * time.Second},
+		{modelBridge, 300, 10 * time.Second},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			_, pod := topology(t, 0)
@@ -292,7 +293,7 @@ func TestSoakSetupTeardown(t *testing.T) {
 			ctx := context.Background()
 			const id = "soak"
 			t.Cleanup(func() { netbridge.Teardown(ctx, dir, id) })
-			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: c.model}
+			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(c.model)}
 			cycle := func() {
 				if _, err := netbridge.Setup(ctx, cfg); err != nil {
 					t.Fatal(err)
@@ -380,7 +381,7 @@ func removeForeigners(t *testing.T, pod ns.NetNS, sfx string) {
 // own ingress qdisc, added by someone else before setup and after setup,
 // are left exactly as they are by teardown, in every model.
 func TestForeignObjectsSurviveTeardown(t *testing.T) {
-	for _, model := range []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap} {
+	for _, model := range []string{modelTCFilter, modelBridge, modelMacvtap} {
 		t.Run(model, func(t *testing.T) {
 			_, pod := topology(t, 0)
 			dir := t.TempDir()
@@ -396,7 +397,7 @@ func TestForeignObjectsSurviveTeardown(t *testing.T) {
 			if d := testnet.Diff(s0, testnet.Snapshot(t, pod)); d != "" {
 				t.Fatalf("the foreign set does not remove cleanly:\n%s", d)
 			}
-			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: model, Interfaces: []string{"eth0"}}
+			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model), Interfaces: []string{"eth0"}}
 			if _, err := netbridge.Setup(ctx, cfg); err != nil {
 				t.Fatal(err)
 			}
@@ -428,7 +429,7 @@ func TestBridgeTeardownKeepsOthersChanges(t *testing.T) {
 		_, pod := topology(t, 0)
 		dir := t.TempDir()
 		t.Cleanup(func() { netbridge.Teardown(ctx, dir, "mac") })
-		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "mac", Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelBridge}); err != nil {
+		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "mac", Netns: pod.Path(), StateDir: dir, Model: modelBridge}); err != nil {
 			t.Fatal(err)
 		}
 		const theirs = "02:00:5e:00:53:99"
@@ -445,7 +446,7 @@ func TestBridgeTeardownKeepsOthersChanges(t *testing.T) {
 		dir := t.TempDir()
 		t.Cleanup(func() { netbridge.Teardown(ctx, dir, "addr") })
 		before := testnet.Snapshot(t, pod)
-		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "addr", Netns: pod.Path(), StateDir: dir, Model: netbridge.ModelBridge}); err != nil {
+		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "addr", Netns: pod.Path(), StateDir: dir, Model: modelBridge}); err != nil {
 			t.Fatal(err)
 		}
 		addrs, err := testnet.Handle(t, pod).AddrList(testnet.LinkByName(t, pod, "eth0"), 0)

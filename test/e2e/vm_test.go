@@ -24,6 +24,7 @@ import (
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 	"github.com/netbridge/netbridge/test/vm"
 )
@@ -40,7 +41,7 @@ const (
 )
 
 // vmModels are the models a real guest is booted on.
-var vmModels = []string{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap}
+var vmModels = []string{modelTCFilter, modelBridge, modelMacvtap}
 
 // vmPair is an address of the node and the guest address it pings.
 type vmPair struct{ node, guest netip.Addr }
@@ -154,8 +155,8 @@ func vmRun(t *testing.T, model string, node, pod ns.NetNS, wantNICs int, pairs .
 	before := testnet.Snapshot(t, pod)
 	dir := t.TempDir()
 	// Only a macvtap needs its queues held: QEMU opens taps by name.
-	holdFDs := model == netbridge.ModelMacvtap
-	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: model, HoldFDs: holdFDs})
+	holdFDs := model == modelMacvtap
+	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model), HoldFDs: holdFDs})
 	if err != nil {
 		t.Fatal(err)
 	}

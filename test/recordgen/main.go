@@ -28,6 +28,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -54,17 +55,17 @@ type Fixture struct {
 
 // SetupCase is a netbridge setup.
 type SetupCase struct {
-	ID          string `json:"id"`
-	Model       string `json:"model"`
-	MacvtapMode string `json:"macvtap_mode,omitempty"`
+	ID          string              `json:"id"`
+	Model       sandbox.Model       `json:"model"`
+	MacvtapMode sandbox.MacvtapMode `json:"macvtap_mode,omitempty"`
 }
 
 // AttachCase is one ADD of the CNI plugin.
 type AttachCase struct {
-	ContainerID string `json:"container_id"`
-	IfName      string `json:"ifname"`
-	Network     string `json:"network"`
-	Model       string `json:"model"`
+	ContainerID string        `json:"container_id"`
+	IfName      string        `json:"ifname"`
+	Network     string        `json:"network"`
+	Model       sandbox.Model `json:"model"`
 }
 
 // The pod of every fixture: eth0 and net1, each with IPv4 and IPv6
@@ -115,14 +116,14 @@ func run(out, comment string) error {
 	}
 	defer os.RemoveAll(filepath.Dir(plugin))
 	cases := map[string]Fixture{
-		"tcfilter":         {Setup: &SetupCase{ID: "upgrade-tcfilter", Model: netbridge.ModelTCFilter}},
-		"bridge":           {Setup: &SetupCase{ID: "upgrade-bridge", Model: netbridge.ModelBridge}},
-		"macvtap":          {Setup: &SetupCase{ID: "upgrade-macvtap", Model: netbridge.ModelMacvtap}},
-		"macvtap-passthru": {Setup: &SetupCase{ID: "upgrade-passthru", Model: netbridge.ModelMacvtap, MacvtapMode: netbridge.MacvtapPassthru}},
-		"none":             {Setup: &SetupCase{ID: "upgrade-none", Model: netbridge.ModelNone}},
+		"tcfilter":         {Setup: &SetupCase{ID: "upgrade-tcfilter", Model: sandbox.ModelTCFilter}},
+		"bridge":           {Setup: &SetupCase{ID: "upgrade-bridge", Model: sandbox.ModelBridge}},
+		"macvtap":          {Setup: &SetupCase{ID: "upgrade-macvtap", Model: sandbox.ModelMacvtap}},
+		"macvtap-passthru": {Setup: &SetupCase{ID: "upgrade-passthru", Model: sandbox.ModelMacvtap, MacvtapMode: sandbox.MacvtapPassthru}},
+		"none":             {Setup: &SetupCase{ID: "upgrade-none", Model: sandbox.ModelNone}},
 		"attach": {Attach: []AttachCase{
-			{ContainerID: "upgrade-attach", IfName: "eth0", Network: "net-a", Model: netbridge.ModelTCFilter},
-			{ContainerID: "upgrade-attach", IfName: "net1", Network: "net-b", Model: netbridge.ModelBridge},
+			{ContainerID: "upgrade-attach", IfName: "eth0", Network: "net-a", Model: sandbox.ModelTCFilter},
+			{ContainerID: "upgrade-attach", IfName: "net1", Network: "net-b", Model: sandbox.ModelBridge},
 		}},
 	}
 	for name, f := range cases {

@@ -1,49 +1,21 @@
-// Package nicdata holds the checks that the Cloud Hypervisor and Firecracker
-// renderers apply to the plain NIC data they render.
+// Package nicdata holds what the renderers share about the NICs they
+// render beyond the data's own checks (package sandbox): how a NIC is named
+// in a message, the tap name check, and the id bases of QEMU and Cloud
+// Hypervisor devices.
 package nicdata
 
 import (
-	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/linkname"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
-// MaxQueues is the largest queue count a NIC may have: the Linux tap driver
-// allows at most 256 queues per device (MAX_TAP_QUEUES).
-const MaxQueues = 256
-
 // Label names nics[i] in error messages, the way the other renderers do.
-func Label(n *netbridge.NIC, i int) string {
+func Label(n *sandbox.NIC, i int) string {
 	return fmt.Sprintf("NIC %d (%q)", i, n.Name)
-}
-
-// GuestMAC checks that m can be the address of a guest NIC: present, six
-// bytes long and unicast.
-func GuestMAC(m netbridge.MAC) error {
-	switch {
-	case len(m) == 0:
-		return errors.New("guest MAC missing")
-	case len(m) != 6:
-		return fmt.Errorf("guest MAC %s is not a 6-byte Ethernet address", m)
-	case m[0]&0x01 != 0:
-		return fmt.Errorf("guest MAC %s is a multicast address", m)
-	}
-	return nil
-}
-
-// Queues returns the queue count of n, reading 0 as 1, or an error when it is
-// out of range 1..MaxQueues.
-func Queues(n *netbridge.NIC) (int, error) {
-	q := n.Queues
-	if q == 0 {
-		q = 1
-	}
-	if q < 1 || q > MaxQueues {
-		return 0, fmt.Errorf("queue count %d out of range 1..%d", n.Queues, MaxQueues)
-	}
-	return q, nil
 }
 
 // TapName checks a tap name with netbridge's rule for interface names
@@ -53,4 +25,67 @@ func TapName(name string) error {
 		return fmt.Errorf("tap %w", err)
 	}
 	return nil
+}
+
+// DevicePrefix starts the id of a NIC's guest device, in QEMU and in Cloud
+// Hypervisor: "nic-" and the NIC's id base.
+const DevicePrefix = "nic-"
+
+// IDBases returns the id base of every NIC of nics, in order: the NIC's
+// Name with every character that QEMU does not accept in an id (anything but
+// ASCII letters, digits, '-', '.' and '_') replaced by '_', or "if<i>" when
+// the Name is empty. When two NICs would get the same base, a NIC whose Name
+// needed no change keeps it and the others get "-2", "-3", ... appended in
+// list order, skipping bases already taken. The bases depend only on the
+// list of names, so hot-plug code can recompute them from the same list.
+// QEMU and Cloud Hypervisor build their device ids of them.
+func IDBases(nics []sandbox.NIC) []string {
+	bases := make([]string, len(nics))
+	taken := make(map[string]bool, len(nics))
+	// First pass: names that are valid ids as they are keep their name, the
+	// first holder of a duplicated name wins.
+	for i, n := range nics {
+		if n.Name != "" && sanitize(n.Name) == n.Name && !taken[n.Name] {
+			bases[i] = n.Name
+			taken[n.Name] = true
+		}
+	}
+	// Second pass: everything else, in list order.
+	for i, n := range nics {
+		if bases[i] != "" {
+			continue
+		}
+		base := sanitize(n.Name)
+		if base == "" {
+			base = "if" + strconv.Itoa(i)
+		}
+		candidate := base
+		for k := 2; taken[candidate]; k++ {
+			candidate = base + "-" + strconv.Itoa(k)
+		}
+		bases[i] = candidate
+		taken[candidate] = true
+	}
+	return bases
+}
+
+// sanitize replaces every character of s that is not allowed in a QEMU id by '_'.
+// A multi-byte UTF-8 character becomes a single '_'.
+func sanitize(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		if IDChar(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// IDChar reports whether QEMU accepts r after the first character of an id.
+func IDChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		r == '-' || r == '.' || r == '_'
 }

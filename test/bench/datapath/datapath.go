@@ -50,6 +50,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -96,11 +97,14 @@ const (
 const sliceLen = 250 * time.Millisecond
 
 // paths are the measured paths, in order: the reference first.
-var paths = []struct{ name, model string }{
+var paths = []struct {
+	name  string
+	model sandbox.Model
+}{
 	{referencePath, ""},
-	{netbridge.ModelTCFilter, netbridge.ModelTCFilter},
-	{netbridge.ModelBridge, netbridge.ModelBridge},
-	{netbridge.ModelMacvtap, netbridge.ModelMacvtap},
+	{string(sandbox.ModelTCFilter), sandbox.ModelTCFilter},
+	{string(sandbox.ModelBridge), sandbox.ModelBridge},
+	{string(sandbox.ModelMacvtap), sandbox.ModelMacvtap},
 }
 
 // Run measures every path for d each and returns one Result per path: the
@@ -187,7 +191,7 @@ type world struct {
 
 // newWorld builds the path name, wired with model (none for the reference).
 // On error it removes what it built.
-func newWorld(ctx context.Context, name, model, stateDir string) (_ *world, err error) {
+func newWorld(ctx context.Context, name string, model sandbox.Model, stateDir string) (_ *world, err error) {
 	w := &world{name: name}
 	defer func() {
 		if err != nil {

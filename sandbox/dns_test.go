@@ -1,4 +1,4 @@
-package netbridge
+package sandbox
 
 import (
 	"fmt"

@@ -1,40 +1,10 @@
-package netbridge
+package sandbox
 
 import (
-	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 )
-
-// MAC is an Ethernet hardware address that marshals to and from its
-// colon-separated text form ("02:ab:cd:ef:01:23") in JSON.
-type MAC net.HardwareAddr
-
-// String returns the colon-separated lower-case form of m, or "" when m is empty.
-func (m MAC) String() string { return net.HardwareAddr(m).String() }
-
-// MarshalText implements encoding.TextMarshaler.
-func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler. It accepts only
-// 6-byte (Ethernet) addresses, or the empty string for no address.
-func (m *MAC) UnmarshalText(b []byte) error {
-	if len(b) == 0 {
-		*m = nil
-		return nil
-	}
-	hw, err := net.ParseMAC(string(b))
-	if err != nil {
-		return fmt.Errorf("parsing MAC address %q: %w", b, err)
-	}
-	if len(hw) != 6 {
-		return fmt.Errorf("parsing MAC address %q: not a 6-byte Ethernet address", b)
-	}
-	*m = MAC(hw)
-	return nil
-}
 
 // Route is a route of the sandbox's main routing table that the guest
 // should install on the NIC it belongs to.
@@ -72,7 +42,7 @@ type NIC struct {
 	Index int `json:"index"`
 	// Model is how this interface is connected to the guest: tcfilter,
 	// bridge, macvtap, none, or passthrough (an existing tap, used as is).
-	Model string `json:"model"`
+	Model Model `json:"model"`
 	// Why says why the model was chosen, when setup chose it (model auto,
 	// or an existing tap).
 	Why string `json:"why,omitempty"`
@@ -98,7 +68,7 @@ type NIC struct {
 	// hypervisor by fd.
 	Device string `json:"device,omitempty"`
 	// MacvtapMode is the macvtap mode, bridge or passthru (model macvtap).
-	MacvtapMode string `json:"macvtap_mode,omitempty"`
+	MacvtapMode MacvtapMode `json:"macvtap_mode,omitempty"`
 	// MTU is the link MTU of the CNI interface, copied to the tap.
 	MTU int `json:"mtu"`
 	// Queues is the number of tap queues (queue pairs for virtio-net); the
@@ -133,7 +103,7 @@ type Sandbox struct {
 	Netns string `json:"netns"`
 	// Model is the interworking model asked for (tcfilter, bridge,
 	// macvtap, none, auto); each NIC says which one it got.
-	Model string `json:"model"`
+	Model Model `json:"model"`
 	// NICs are the attached interfaces, ordered by name.
 	NICs []NIC `json:"nics"`
 	// DNS is the guest's resolver configuration, when known (from the
