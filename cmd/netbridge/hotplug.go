@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge"
-	"github.com/netbridge/netbridge/netbridge/hotplug"
+	"github.com/netbridge/netbridge/hypervisor/qemu/hotplug"
 	"github.com/netbridge/netbridge/pkg/qmp"
 	"github.com/netbridge/netbridge/sandbox"
 )

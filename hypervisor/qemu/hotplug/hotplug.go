@@ -14,8 +14,8 @@ import (
 	"slices"
 
 	"github.com/netbridge/netbridge/hypervisor/qemu"
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/qmp"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // QMP is the part of a QMP connection hot-plug needs; *qmp.Conn has it.
@@ -29,7 +29,7 @@ type QMP interface {
 // added is removed again (best effort) and the error names the command
 // and the NIC. QEMU keeps its own copies of the fds: the caller may close
 // the files once Add returns.
-func Add(ctx context.Context, q QMP, nics []netbridge.NIC) error {
+func Add(ctx context.Context, q QMP, nics []sandbox.NIC) error {
 	cmds, err := qemu.QMPCommands(nics, nil)
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func undo(ctx context.Context, q QMP, done []qemu.QMPCommand, cause error) error
 // Remove unplugs nics: device_del, then the wait for the guest to release
 // the device, then netdev_del. NICs QEMU does not have are skipped, so
 // Remove can be repeated.
-func Remove(ctx context.Context, q QMP, nics []netbridge.NIC) error {
+func Remove(ctx context.Context, q QMP, nics []sandbox.NIC) error {
 	for _, c := range qemu.QMPUnplugCommands(nics) {
 		var err error
 		switch c.Execute {

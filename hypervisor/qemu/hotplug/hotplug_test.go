@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/qmp"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // fakeQMP records commands as text ("getfd fd-eth0-0 files=1") and fails
@@ -48,15 +48,15 @@ func (f *fakeQMP) WaitEvent(_ context.Context, name string, match func(json.RawM
 	return qmp.Event{Name: name}, nil
 }
 
-func nics(t *testing.T) []netbridge.NIC {
+func nics(t *testing.T) []sandbox.NIC {
 	t.Helper()
-	var out []netbridge.NIC
+	var out []sandbox.NIC
 	for i, name := range []string{"eth0", "net1"} {
-		var m netbridge.MAC
+		var m sandbox.MAC
 		if err := m.UnmarshalText(fmt.Appendf(nil, "0a:58:c6:33:64:0%d", i)); err != nil {
 			t.Fatal(err)
 		}
-		n := netbridge.NIC{Name: name, Tap: "nb-" + name, GuestMAC: m, MTU: 1500, Queues: i + 1,
+		n := sandbox.NIC{Name: name, Tap: "nb-" + name, GuestMAC: m, MTU: 1500, Queues: i + 1,
 			Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24")}}
 		for range n.Queues {
 			r, w, err := os.Pipe()
