@@ -8,17 +8,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
-	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/sandbox"
 )
-
-// modeAttach marks a record whose interfaces are attached and detached one
-// by one (Attach, Detach), as a chained CNI plugin does, rather than set up
-// as a whole by Setup.
-const modeAttach = "attach"
 
 // Attach wires the interfaces cfg.Interfaces names into sandbox cfg.ID,
 // next to the interfaces attached to it before, which it leaves alone. It
@@ -53,41 +47,41 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 	st, n, req := c.st, c.n, c.req
 	req.Interfaces = nil // a request per interface; the names are the keys
 
-	rec, err := readRecord(st, cfg.ID)
+	rec, err := journal.Read(st, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
-	if rec != nil && rec.Mode != modeAttach {
+	if rec != nil && rec.Mode != journal.ModeAttach {
 		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrModeConflict, cfg.ID)
 	}
 	if rec != nil && rec.NetnsID != n.ID() {
 		// Attached in a netns that is gone or was replaced: its objects
 		// went with it.
-		if err := undoRecord(st, cfg.ID, rec); err != nil {
+		if err := rec.UndoAll(ctx, st); err != nil {
 			return nil, fmt.Errorf("forgetting sandbox %q of a netns that is gone: %w", cfg.ID, err)
 		}
 		log.Info("forgot the interfaces attached in a previous netns", "netns", rec.Sandbox.Netns)
 		rec = nil
 	}
 	if rec == nil {
-		rec = &record{
-			Version:  recordVersion,
-			Mode:     modeAttach,
-			Phase:    phaseReady,
+		rec = &journal.Record{
+			Version:  journal.Version,
+			Mode:     journal.ModeAttach,
+			Phase:    sandbox.PhaseReady,
 			Created:  time.Now().UTC(),
 			NetnsID:  n.ID(),
-			Requests: map[string]request{},
+			Requests: map[string]journal.Request{},
 			Sandbox:  Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
 		}
 		rec.NetnsCookie = netnsCookie(n)
 	}
-	rec.log = log
+	rec.SetLog(log)
 	if rec.Sandbox.DNS.IsZero() {
 		rec.Sandbox.DNS = cfg.DNS
 	}
 	c.req = req
 	var sb *Sandbox
-	err = c.run(ctx, cfg, rec, log, start, func(tx *txn, _ *netlink.Handle) error {
+	err = c.run(ctx, cfg, rec, log, start, func(tx *txn) error {
 		sb, err = tx.attach()
 		return err
 	})
@@ -123,7 +117,7 @@ func (tx *txn) attach() (*Sandbox, error) {
 	}
 	for _, name := range tx.cfg.Interfaces {
 		i := slices.IndexFunc(sb.NICs, func(n NIC) bool { return n.Name == name })
-		if i >= 0 && rec.Requests[name].equal(tx.req) && len(checkNICs(tx.h, tx.netnsFd, tx.id, sb.NICs[i:i+1])) == 0 {
+		if i >= 0 && rec.Requests[name].Equal(tx.req) && len(checkNICs(tx.h, tx.netnsFd, tx.id, sb.NICs[i:i+1])) == 0 {
 			kept = append(kept, name)
 			continue
 		}
@@ -135,23 +129,23 @@ func (tx *txn) attach() (*Sandbox, error) {
 	if len(redo) > 0 && len(todo) > 0 {
 		// Decide the new request before undoing anything: one that cannot
 		// be wired leaves the interfaces as they are.
-		undo := func(s step) bool { return redo[s.Iface] }
+		undo := func(s journal.Step) bool { return redo[s.Iface] }
 		if err := precheck(tx.h, tx.cfg, tx.req, todo, tx.st, rec, true, undo); err != nil {
 			return nil, err
 		}
 	}
 	if len(redo) > 0 {
-		err := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return redo[s.Iface] })
+		err := rec.Undo(tx.ctx, tx.h, tx.n, func(s journal.Step) bool { return redo[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
 		for name := range redo {
 			delete(rec.Requests, name)
 		}
 		if err != nil {
-			return nil, errors.Join(err, tx.saveOrRemove())
+			return nil, errors.Join(err, tx.jt.SaveOrRemove())
 		}
-		rec.Phase = phaseReady // what is left in the journal is finished
+		rec.Phase = sandbox.PhaseReady // what is left in the journal is finished
 		if len(todo) == 0 {
-			if err := tx.saveOrRemove(); err != nil {
+			if err := tx.jt.SaveOrRemove(); err != nil {
 				return nil, err
 			}
 		}
@@ -184,7 +178,7 @@ func (tx *txn) attach() (*Sandbox, error) {
 // journal. On failure it undoes their steps and keeps the rest.
 func (tx *txn) attachNew(names []string) error {
 	rec, sb := tx.rec, &tx.rec.Sandbox
-	rec.Phase = phaseSettingUp
+	rec.Phase = sandbox.PhaseSettingUp
 	fail := func(err error) error {
 		mine := map[string]bool{}
 		for _, n := range names {
@@ -192,7 +186,7 @@ func (tx *txn) attachNew(names []string) error {
 		}
 		tx.log.Warn("attach failed; rolling back", "error", err, "elapsed", time.Since(tx.start))
 		closeNICs(sb.NICs)
-		uerr := rec.undoWhere(tx.h, tx.n, tx.id, func(s step) bool { return mine[s.Iface] })
+		uerr := rec.Undo(context.WithoutCancel(tx.ctx), tx.h, tx.n, func(s journal.Step) bool { return mine[s.Iface] })
 		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine[n.Name] })
 		for _, n := range names {
 			delete(rec.Requests, n)
@@ -201,9 +195,9 @@ func (tx *txn) attachNew(names []string) error {
 			// Keep what could not be undone for the next attach or teardown.
 			uerr = fmt.Errorf("rolling back: %w (run teardown to retry)", uerr)
 		} else {
-			rec.Phase = phaseReady
+			rec.Phase = sandbox.PhaseReady
 		}
-		return errors.Join(err, uerr, tx.saveOrRemove())
+		return errors.Join(err, uerr, tx.jt.SaveOrRemove())
 	}
 	v, err := discover(tx.h)
 	if err != nil {
@@ -235,19 +229,11 @@ func (tx *txn) attachNew(names []string) error {
 			sb.Model = ModelMixed
 		}
 	}
-	rec.Phase = phaseReady
-	if err := tx.save(); err != nil {
+	rec.Phase = sandbox.PhaseReady
+	if err := tx.jt.Save(); err != nil {
 		return fail(err)
 	}
 	return nil
-}
-
-// saveOrRemove writes the record, or removes it when nothing is left in it.
-func (tx *txn) saveOrRemove() error {
-	if len(tx.rec.Journal) == 0 && len(tx.rec.Sandbox.NICs) == 0 {
-		return tx.st.Remove(tx.id)
-	}
-	return tx.save()
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -281,11 +267,11 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir())
 		return nil
 	}
-	if rec.Mode != modeAttach {
+	if rec.Mode != journal.ModeAttach {
 		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
 	}
-	rec.log = log
-	if err := detachLocked(st, rec, id, ifname); err != nil {
+	rec.SetLog(log)
+	if err := detachLocked(ctx, st, rec, id, ifname); err != nil {
 		return err
 	}
 	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
@@ -293,25 +279,19 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 }
 
 // detachLocked is Detach once the lock of id is held and its record read.
-func detachLocked(st *state.Store, rec *record, id, ifname string) error {
-	mine := func(s step) bool { return s.Iface == ifname }
+func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, id, ifname string) error {
+	mine := func(s journal.Step) bool { return s.Iface == ifname }
 	_, requested := rec.Requests[ifname]
 	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
 	if !requested && !attached && !slices.ContainsFunc(rec.Journal, mine) {
 		return nil
 	}
-	err := undoIn(rec, id, mine)
+	err := rec.UndoIn(ctx, mine)
 	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
 	if err == nil {
 		delete(rec.Requests, ifname)
 	}
-	var serr error
-	if len(rec.Journal) == 0 && len(rec.Sandbox.NICs) == 0 {
-		serr = st.Remove(id)
-	} else {
-		serr = st.Write(id, rec)
-	}
-	if err = errors.Join(err, serr); err != nil {
+	if err = errors.Join(err, rec.SaveOrRemove(st)); err != nil {
 		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, id, err)
 	}
 	return nil
@@ -339,16 +319,16 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 				return err
 			}
 			defer st.Release(lock, id)
-			rec, err := readRecord(st, id)
-			if err != nil || rec == nil || rec.Mode != modeAttach {
+			rec, err := journal.Read(st, id)
+			if err != nil || rec == nil || rec.Mode != journal.ModeAttach {
 				return err
 			}
 			for _, ifname := range slices.Sorted(mapKeys(rec.Requests)) {
 				if rec.Requests[ifname].Network != network || keep(id, ifname) {
 					continue
 				}
-				rec.log = loggerFrom(ctx).With("id", id)
-				if err := detachLocked(st, rec, id, ifname); err != nil {
+				rec.SetLog(loggerFrom(ctx).With("id", id))
+				if err := detachLocked(ctx, st, rec, id, ifname); err != nil {
 					return err
 				}
 				done = append(done, id+"/"+ifname)
@@ -360,28 +340,4 @@ func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname
 		}
 	}
 	return done, errors.Join(errs...)
-}
-
-// undoIn undoes the steps of rec that match selects, in rec's netns,
-// found by its recorded identity: at its path, or, when the record has its
-// cookie, wherever it still lives when that path is gone or names another
-// namespace now (a bind mount, a process). When it is nowhere, the objects
-// in it went with it: only the device nodes on the host are removed, and
-// the other steps dropped.
-func undoIn(rec *record, id string, match func(step) bool) error {
-	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID, rec.NetnsCookie)
-	switch {
-	case errors.Is(err, netns.ErrNotExist):
-		rec.netnsGone = true
-		return rec.undoGone(id, match)
-	case err != nil:
-		return err
-	}
-	defer n.Close()
-	h, err := openHandle(n)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return rec.undoWhere(h, n, id, match)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/sysfs"
 )
 
@@ -36,7 +37,7 @@ func (bridge) wire(tx *txn, nic *NIC) error {
 	la.Name, la.MTU = nic.Bridge, nic.MTU
 	snooping := false
 	br := &netlink.Bridge{LinkAttrs: la, MulticastSnooping: &snooping}
-	if err := tx.createLink(opBridge, br); err != nil {
+	if err := tx.createLink(journal.OpBridge, br); err != nil {
 		return err
 	}
 	brLink, err := tx.h.LinkByName(nic.Bridge)

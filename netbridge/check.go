@@ -11,11 +11,13 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // ErrNotFound reports that no sandbox of that id is recorded.
@@ -45,7 +47,7 @@ func Check(ctx context.Context, stateDir, id string) error {
 	if rec == nil {
 		return fmt.Errorf("checking sandbox %q: %w in %s", id, ErrNotFound, st.Dir())
 	}
-	if rec.Phase != phaseReady {
+	if rec.Phase != sandbox.PhaseReady {
 		return &CheckError{ID: id, Problems: []string{"setup did not finish (interrupted?); run setup again or teardown"}}
 	}
 	return checkIn(rec, rec.Sandbox.NICs)
@@ -67,7 +69,7 @@ func CheckInterface(ctx context.Context, stateDir, id, ifname string) error {
 	if i < 0 {
 		return fmt.Errorf("checking interface %q of sandbox %q: %w in %s", ifname, id, ErrNotFound, st.Dir())
 	}
-	if rec.Phase != phaseReady && slices.ContainsFunc(rec.Journal, func(s step) bool { return s.Iface == ifname && !s.Done }) {
+	if rec.Phase != sandbox.PhaseReady && slices.ContainsFunc(rec.Journal, func(s journal.Step) bool { return s.Iface == ifname && !s.Done }) {
 		return &CheckError{ID: id, Problems: []string{ifname + ": setup did not finish (interrupted?); attach again or detach"}}
 	}
 	return checkIn(rec, rec.Sandbox.NICs[i:i+1])
@@ -75,7 +77,7 @@ func CheckInterface(ctx context.Context, stateDir, id, ifname string) error {
 
 // checkIn checks the wiring of nics, of the sandbox rec records, in its
 // netns.
-func checkIn(rec *record, nics []NIC) error {
+func checkIn(rec *journal.Record, nics []NIC) error {
 	id := rec.Sandbox.ID
 	n, err := netns.Open(rec.Sandbox.Netns)
 	if err != nil {
@@ -85,7 +87,7 @@ func checkIn(rec *record, nics []NIC) error {
 	if n.ID() != rec.NetnsID {
 		return &CheckError{ID: id, Problems: []string{fmt.Sprintf("netns %q is another namespace than the one set up (%s, now %s)", rec.Sandbox.Netns, rec.NetnsID, n.ID())}}
 	}
-	h, err := openHandle(n)
+	h, err := journal.OpenHandle(n)
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func checkIn(rec *record, nics []NIC) error {
 
 // lockedRecord opens the store, takes id's lock and reads its record (nil
 // when there is none). unlock releases the lock.
-func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *record, func(), error) {
+func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *journal.Record, func(), error) {
 	if err := sandboxid.Check(id); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -110,7 +112,7 @@ func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *reco
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rec, err := readRecord(st, id)
+	rec, err := journal.Read(st, id)
 	if err != nil {
 		st.Release(lock, id)
 		return nil, nil, nil, err
@@ -141,7 +143,7 @@ func (c *checker) link(name string) netlink.Link {
 
 // checkWiring returns what is wrong with rec's wiring, seen through h in
 // the netns open as netnsFd.
-func checkWiring(h *netlink.Handle, netnsFd int, rec *record) []string {
+func checkWiring(h *netlink.Handle, netnsFd int, rec *journal.Record) []string {
 	return checkNICs(h, netnsFd, rec.Sandbox.ID, rec.Sandbox.NICs)
 }
 
@@ -173,8 +175,8 @@ func (c *checker) owned(name, kind string) netlink.Link {
 	case l.Type() != kind:
 		c.problem("%s: is a %s link, not a %s", name, l.Type(), kind)
 		return nil
-	case l.Attrs().Alias != ownerTag(c.id):
-		c.problem("%s: not tagged %q (alias %q)", name, ownerTag(c.id), l.Attrs().Alias)
+	case l.Attrs().Alias != journal.OwnerTag(c.id):
+		c.problem("%s: not tagged %q (alias %q)", name, journal.OwnerTag(c.id), l.Attrs().Alias)
 		return nil
 	}
 	return l
@@ -222,7 +224,7 @@ func (c *checker) redirect(src, dst string) {
 	if s == nil || d == nil {
 		return
 	}
-	q, err := findIngress(c.h, s)
+	q, err := journal.FindIngress(c.h, s)
 	if err != nil || q == nil {
 		c.problem("%s: no ingress qdisc (%v)", src, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 )
@@ -122,8 +123,8 @@ func (c *Config) validate() error {
 
 func (c *Config) queues() int { return max(c.Queues, 1) }
 
-func (c *Config) request(vhost bool) request {
-	r := request{
+func (c *Config) request(vhost bool) journal.Request {
+	r := journal.Request{
 		Model: c.Model, Interfaces: slices.Sorted(slices.Values(c.Interfaces)), Queues: c.queues(),
 		Vhost: vhost, TapOwner: c.TapOwner, TapGroup: c.TapGroup, MacvtapMode: c.MacvtapMode,
 		TapName: c.TapName, Network: c.Network,
@@ -135,25 +136,4 @@ func (c *Config) request(vhost bool) request {
 		r.MacvtapMode = MacvtapBridge
 	}
 	return r
-}
-
-// request is the part of a Config that shapes the wiring. A ready record
-// whose request equals the new one makes Setup a no-op.
-type request struct {
-	Model       Model       `json:"model"`
-	Interfaces  []string    `json:"interfaces,omitempty"`
-	Queues      int         `json:"queues"`
-	Vhost       bool        `json:"vhost,omitempty"`
-	TapOwner    *uint32     `json:"tap_owner,omitempty"`
-	TapGroup    *uint32     `json:"tap_group,omitempty"`
-	MacvtapMode MacvtapMode `json:"macvtap_mode,omitempty"`
-	TapName     string      `json:"tap_name,omitempty"`
-	Network     string      `json:"network,omitempty"`
-}
-
-func (r request) equal(o request) bool {
-	eqPtr := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-	return r.Model == o.Model && slices.Equal(r.Interfaces, o.Interfaces) && r.Queues == o.Queues &&
-		r.Vhost == o.Vhost && eqPtr(r.TapOwner, o.TapOwner) && eqPtr(r.TapGroup, o.TapGroup) && r.MacvtapMode == o.MacvtapMode &&
-		r.TapName == o.TapName && r.Network == o.Network
 }

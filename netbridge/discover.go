@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
@@ -44,16 +45,11 @@ type Interface struct {
 	// Reason says why the interface would not be attached.
 	Reason string `json:"reason,omitempty"`
 
-	unsupported bool     // of a kind no model carries, or unusable as it is
-	ref         *linkRef // what identifies the link beyond its name
-	txqlen      int      // its txqueuelen
-	wirings     []wiring // the signs that netbridge wired it
+	unsupported bool             // of a kind no model carries, or unusable as it is
+	ref         *journal.LinkRef // what identifies the link beyond its name
+	txqlen      int              // its txqueuelen
+	wirings     []wiring         // the signs that netbridge wired it
 }
-
-// aliasPrefix starts the alias netbridge gives the links it creates.
-const aliasPrefix = "netbridge:"
-
-func ownerTag(id string) string { return aliasPrefix + id }
 
 // Discover lists every link of the netns at path except loopback, with its
 // addresses, routes and neighbours, and marks those setup would attach:
@@ -68,7 +64,7 @@ func Discover(ctx context.Context, path string, names []string) ([]Interface, er
 		return nil, err
 	}
 	defer n.Close()
-	h, err := openHandle(n)
+	h, err := journal.OpenHandle(n)
 	if err != nil {
 		return nil, err
 	}
@@ -143,12 +139,9 @@ func interfacesFrom(links []netlink.Link, addrs []netlink.Addr, routes []netlink
 			MAC:   MAC(a.HardwareAddr),
 			MTU:   a.MTU,
 			Up:    a.Flags&net.FlagUp != 0,
-			Owner: strings.TrimPrefix(a.Alias, aliasPrefix),
-			ref:   refOf(l), txqlen: a.TxQLen,
+			ref:   journal.RefOf(l), txqlen: a.TxQLen,
 		}
-		if !strings.HasPrefix(a.Alias, aliasPrefix) {
-			ifc.Owner = ""
-		}
+		ifc.Owner, _ = journal.OwnerOf(l)
 		ifc.Addresses = addressesOf(addrs, a.Index)
 		ifc.Routes = routesOf(routes, a.Index)
 		ifc.Neighbors = neighborsOf(neighs, a.Index, ifc.Routes)
@@ -164,7 +157,7 @@ func addressesOf(addrs []netlink.Addr, index int) []netip.Prefix {
 		if a.LinkIndex != index || a.IPNet == nil {
 			continue
 		}
-		p, ok := prefixOf(a.IPNet)
+		p, ok := journal.PrefixOf(a.IPNet)
 		if !ok || (p.Addr().Is6() && p.Addr().IsLinkLocalUnicast()) {
 			continue // the guest makes its own IPv6 link-local address
 		}
@@ -181,7 +174,7 @@ func routesOf(routes []netlink.Route, index int) []Route {
 		}
 		var rt Route
 		if r.Dst != nil {
-			p, ok := prefixOf(r.Dst)
+			p, ok := journal.PrefixOf(r.Dst)
 			if !ok {
 				continue
 			}
@@ -220,19 +213,6 @@ func neighborsOf(neighs []netlink.Neigh, index int, routes []Route) []Neighbor {
 	}
 	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
 	return out
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	ip, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ip = ip.Unmap()
-	ones, bits := n.Mask.Size()
-	if bits == 0 || (ip.Is4() && bits != 32) || (ip.Is6() && bits != 128) {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(ip, ones), true
 }
 
 // selectInterfaces is the package-level selectInterfaces for the

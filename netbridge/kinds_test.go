@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/probe"
 )
 
@@ -172,8 +173,8 @@ func TestInterfacesFromRecordedLinks(t *testing.T) {
 		t.Fatalf("interfaces %v, want %v (sorted, without lo)", names, want)
 	}
 	kinds := map[string]string{
-		"dm0": "dummy", "eth0": kindVeth, "mvt0": "macvtap", "nb-eth0": kindTuntap, "net1": kindMacvlan, "net2": kindIpvlan,
-		"net3": kindIpvlan, "net4": kindVeth, "tap0": kindTuntap, "tap1": kindTuntap, "vx0": "vxlan",
+		"dm0": "dummy", "eth0": kindVeth, "mvt0": "macvtap", "nb-eth0": journal.KindTuntap, "net1": kindMacvlan, "net2": kindIpvlan,
+		"net3": kindIpvlan, "net4": kindVeth, "tap0": journal.KindTuntap, "tap1": journal.KindTuntap, "vx0": "vxlan",
 	}
 	for _, i := range ifs {
 		if i.Kind != kinds[i.Name] {
@@ -377,7 +378,7 @@ func TestAutoChooser(t *testing.T) {
 	veth := &Interface{Name: "eth0", Kind: kindVeth}
 	macvlan := &Interface{Name: "net1", Kind: kindMacvlan}
 	ipvlan := &Interface{Name: "net2", Kind: kindIpvlan}
-	tap := &Interface{Name: "tap0", Kind: kindTuntap}
+	tap := &Interface{Name: "tap0", Kind: journal.KindTuntap}
 	all := features(probe.Names...)
 	noMatchall := features(probe.Tun, probe.VhostNet, probe.Ingress, probe.Clsact, probe.U32, probe.Mirred, probe.Bridge, probe.Macvtap)
 	noClassifier := features(probe.Tun, probe.Ingress, probe.Clsact, probe.Mirred, probe.Bridge, probe.Macvtap)
@@ -439,7 +440,7 @@ func TestAutoChooser(t *testing.T) {
 func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// An existing tap never needs the probe.
 	ch := &chooser{requested: ModelAuto}
-	if m, _, err := ch.choose(&Interface{Name: "tap0", Kind: kindTuntap}); err != nil || m.name() != ModelPassthrough {
+	if m, _, err := ch.choose(&Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.name() != ModelPassthrough {
 		t.Fatalf("choose(tap) = %v, %v", m, err)
 	}
 	if ch.probed {
@@ -461,7 +462,7 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	}
 	// Auto supports what tcfilter supports, without probing.
 	ch = &chooser{requested: ModelAuto}
-	for _, kind := range []string{kindVeth, kindMacvlan, kindIpvlan, kindTuntap} {
+	for _, kind := range []string{kindVeth, kindMacvlan, kindIpvlan, journal.KindTuntap} {
 		if err := ch.supports(&Interface{Name: "x", Kind: kind}); err != nil {
 			t.Errorf("auto supports(%s) = %v", kind, err)
 		}

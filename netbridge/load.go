@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Status is a recorded sandbox and the phase of its setup.
@@ -14,7 +16,7 @@ type Status struct {
 	Sandbox
 	// Phase is "ready" when setup finished, "setting-up" while it runs or
 	// when it was interrupted.
-	Phase string `json:"phase"`
+	Phase sandbox.Phase `json:"phase"`
 	// Created is when the setup began.
 	Created time.Time `json:"created"`
 	// Attached reports that the sandbox's interfaces were attached one by
@@ -37,14 +39,14 @@ func Load(stateDir, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := readRecord(st, id)
+	rec, err := journal.Read(st, id)
 	if err != nil {
 		return nil, err
 	}
 	if rec == nil {
 		return nil, fmt.Errorf("loading sandbox %q: %w in %s", id, ErrNotFound, st.Dir())
 	}
-	if rec.Phase != phaseReady {
+	if rec.Phase != sandbox.PhaseReady {
 		return nil, fmt.Errorf("loading sandbox %q: its setup did not finish; run setup again or teardown", id)
 	}
 	sb := rec.Sandbox
@@ -62,13 +64,13 @@ func List(stateDir string) ([]Status, error) {
 	out := []Status{}
 	var errs []error
 	for _, id := range ids {
-		rec, err := readRecord(st, id)
+		rec, err := journal.Read(st, id)
 		if err != nil {
 			errs = append(errs, &RecordError{ID: id, Err: err})
 			continue
 		}
 		if rec != nil { // removed meanwhile otherwise
-			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == modeAttach, Stale: netnsGone(rec)})
+			out = append(out, Status{Sandbox: rec.Sandbox, Phase: rec.Phase, Created: rec.Created, Attached: rec.Mode == journal.ModeAttach, Stale: netnsGone(rec)})
 		}
 	}
 	return out, errors.Join(errs...)

@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/macvtap"
 )
 
@@ -63,7 +64,7 @@ func (macvtapModel) wire(tx *txn, nic *NIC) error {
 		la.NumTxQueues, la.NumRxQueues = nic.Queues, nic.Queues
 	}
 	mvt := &netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: la, Mode: mode}}
-	if err := tx.createLink(opMacvtap, mvt); err != nil {
+	if err := tx.createLink(journal.OpMacvtap, mvt); err != nil {
 		return err
 	}
 	link, err := tx.h.LinkByName(nic.Tap)
@@ -86,8 +87,7 @@ func (macvtapModel) wire(tx *txn, nic *NIC) error {
 		return err
 	}
 	nic.Device = filepath.Join(tx.st.Dir(), tx.id+".dev", nic.Tap)
-	tx.rec.dir = tx.st.Dir() // where a rollback may remove the node
-	err = tx.create(step{Op: opDevice, Path: nic.Device, DevNum: dev.String()}, func() error { return macvtap.MakeNode(nic.Device, dev) })
+	err = tx.create(journal.Step{Op: journal.OpDevice, Path: nic.Device, DevNum: dev.String()}, func() error { return macvtap.MakeNode(nic.Device, dev) })
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/probe"
 )
 
@@ -15,7 +16,7 @@ import (
 // them is made, so that several interfaces share one write of the record.
 type planner interface {
 	// plan returns the steps that wire nic, in order.
-	plan(tx *txn, nic *NIC) ([]planned, error)
+	plan(tx *txn, nic *NIC) ([]journal.Planned, error)
 }
 
 type model interface {
@@ -55,7 +56,6 @@ const (
 	kindVeth    = "veth"
 	kindMacvlan = "macvlan"
 	kindIpvlan  = "ipvlan"
-	kindTuntap  = "tuntap"
 )
 
 // kindSupport says, per model, which kinds it carries and why not others.
@@ -75,7 +75,7 @@ var kindSupport = map[Model]map[string]string{
 }
 
 func supportsKind(model Model, ifc *Interface) error {
-	if ifc.Kind == kindTuntap {
+	if ifc.Kind == journal.KindTuntap {
 		return nil // an existing tap is passed through by every model
 	}
 	why, ok := kindSupport[model][ifc.Kind]
@@ -122,7 +122,7 @@ func (c *chooser) supports(ifc *Interface) error {
 
 // choose returns the model for ifc and, when setup chose it, why.
 func (c *chooser) choose(ifc *Interface) (model, string, error) {
-	if ifc.Kind == kindTuntap {
+	if ifc.Kind == journal.KindTuntap {
 		return passthrough{}, "an existing tap: handed to the guest as it is", nil
 	}
 	if c.requested != ModelAuto {
@@ -254,9 +254,9 @@ type none struct{}
 func (none) name() Model                   { return ModelNone }
 func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, ifc) }
 func (none) wire(tx *txn, nic *NIC) error  { return tx.createTap(nic) }
-func (none) plan(tx *txn, nic *NIC) ([]planned, error) {
+func (none) plan(tx *txn, nic *NIC) ([]journal.Planned, error) {
 	s, err := tx.tapStep(nic)
-	return []planned{s}, err
+	return []journal.Planned{s}, err
 }
 func (none) check(c *checker, nic *NIC) { c.tap(nic) }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
@@ -37,7 +38,7 @@ func (tx *txn) deviceName(prefix, ifname string) string {
 
 // deviceName is the name of the device the hypervisor opens for interface
 // ifname, wired as req asks.
-func deviceName(req request, prefix, ifname string) string {
+func deviceName(req journal.Request, prefix, ifname string) string {
 	if req.TapName != "" {
 		return req.TapName
 	}

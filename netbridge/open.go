@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
 )
 
@@ -28,7 +29,7 @@ func OpenQueues(ctx context.Context, stateDir, id string) (*Sandbox, error) {
 		return nil, fmt.Errorf("opening the queues of sandbox %q: %w", id, err)
 	}
 	defer n.Close()
-	h, err := openHandle(n)
+	h, err := journal.OpenHandle(n)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 )
@@ -12,7 +13,7 @@ import (
 // netnsGone reports whether the netns of rec is nowhere to be found (not
 // at its path, and not mounted or held by a process elsewhere). An error
 // other than "does not exist" is not taken as gone.
-func netnsGone(rec *record) bool {
+func netnsGone(rec *journal.Record) bool {
 	n, err := netns.Find(rec.Sandbox.Netns, rec.NetnsID, rec.NetnsCookie)
 	if err != nil {
 		return errors.Is(err, netns.ErrNotExist)
@@ -57,14 +58,14 @@ func pruneOne(ctx context.Context, s *state.Store, id string) (bool, error) {
 		return false, err
 	}
 	defer s.Release(lock, id)
-	rec, err := readRecord(s, id)
+	rec, err := journal.Read(s, id)
 	if err != nil || rec == nil {
 		return false, err
 	}
 	if !netnsGone(rec) {
 		return false, nil
 	}
-	if err := undoRecord(s, id, rec); err != nil {
+	if err := rec.UndoAll(ctx, s); err != nil {
 		return false, fmt.Errorf("pruning sandbox %q: %w", id, err)
 	}
 	return true, nil

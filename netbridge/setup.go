@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macaddr"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -24,6 +24,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tap"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Setup wires the sandbox: in its netns it connects every attached
@@ -55,17 +56,17 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	defer c.end()
 	st, n, req := c.st, c.n, c.req
-	old, err := readRecord(st, cfg.ID)
+	old, err := journal.Read(st, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
-	if old != nil && old.Mode == modeAttach {
+	if old != nil && old.Mode == journal.ModeAttach {
 		return nil, fmt.Errorf("setting up sandbox %q: %w: its interfaces (%s) were attached one by one (by the CNI plugin), as recorded in %s; setup does not take them over: detach them (CNI DEL) or tear the sandbox down first",
 			cfg.ID, ErrModeConflict, strings.Join(slices.Sorted(mapKeys(old.Requests)), ", "), st.Dir())
 	}
 	if old != nil {
-		old.log = log
-		if old.Phase == phaseReady && old.NetnsID == n.ID() && old.Request.equal(req) {
+		old.SetLog(log)
+		if old.Phase == sandbox.PhaseReady && old.NetnsID == n.ID() && old.Request.Equal(req) {
 			sb, err := reuse(n, old, cfg)
 			if err == nil {
 				log.Info("already set up; nothing to do", "netns", cfg.Netns, "elapsed", time.Since(start))
@@ -75,16 +76,16 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 				return nil, err
 			}
 		}
-		h, err := openHandle(n)
+		h, err := journal.OpenHandle(n)
 		if err != nil {
 			return nil, err
 		}
-		err = precheck(h, cfg, req, cfg.Interfaces, st, old, old.NetnsID == n.ID(), func(step) bool { return true })
+		err = precheck(h, cfg, req, cfg.Interfaces, st, old, old.NetnsID == n.ID(), func(journal.Step) bool { return true })
 		h.Close()
 		if err != nil {
 			return nil, fmt.Errorf("setting up sandbox %q in netns %q (its earlier setup is left as it was): %w", cfg.ID, cfg.Netns, err)
 		}
-		if err := undoRecord(st, cfg.ID, old); err != nil {
+		if err := old.UndoAll(ctx, st); err != nil {
 			return nil, fmt.Errorf("undoing the earlier setup of sandbox %q before setting it up again: %w", cfg.ID, err)
 		}
 		log.Info("undid an earlier setup (interrupted, damaged or set up differently)", "phase", old.Phase, "elapsed", time.Since(start))
@@ -96,24 +97,25 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 			log.Warn("no DNS for the guest", "error", err)
 		}
 	}
-	rec := &record{
-		Version: recordVersion,
-		Phase:   phaseSettingUp,
+	rec := &journal.Record{
+		Version: journal.Version,
+		Phase:   sandbox.PhaseSettingUp,
 		Created: time.Now().UTC(),
 		NetnsID: n.ID(),
 		Request: req,
 		Sandbox: Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}, DNS: dns},
-		log:     log,
 	}
+	rec.SetLog(log)
 	rec.NetnsCookie = netnsCookie(n)
 	var sb *Sandbox
-	err = c.run(ctx, cfg, rec, log, start, func(tx *txn, h *netlink.Handle) error {
+	err = c.run(ctx, cfg, rec, log, start, func(tx *txn) error {
 		sb, err = tx.setup()
 		if err != nil {
 			log.Warn("setup failed; rolling back", "error", err, "elapsed", time.Since(start))
-			if uerr := rec.undo(h, c.n, cfg.ID); uerr != nil {
+			// The rollback runs to its end even when ctx ended the setup.
+			if uerr := rec.Undo(context.WithoutCancel(ctx), tx.h, c.n, journal.All); uerr != nil {
 				// Keep what could not be undone for the next teardown.
-				_ = st.Write(cfg.ID, rec)
+				_ = rec.Save(st)
 				return errors.Join(err, fmt.Errorf("rolling back: %w (run teardown to retry)", uerr))
 			}
 			if rerr := st.Remove(cfg.ID); rerr != nil {
@@ -136,7 +138,7 @@ type call struct {
 	lock *state.Lock
 	id   string
 	n    *netns.NS
-	req  request
+	req  journal.Request
 }
 
 // begin validates cfg, takes the lock of its id and opens its netns.
@@ -195,21 +197,11 @@ func lockNetns(ctx context.Context, n *netns.NS) error {
 	}
 }
 
-// run runs fn on a thread inside the netns, with a transaction on rec and
-// the netlink handle it uses.
-func (c *call) run(ctx context.Context, cfg Config, rec *record, log *slog.Logger, start time.Time, fn func(*txn, *netlink.Handle) error) error {
-	return c.n.Do(func() error {
-		h, err := newRouteHandle()
-		if err != nil {
-			return fmt.Errorf("opening netlink: %w", err)
-		}
-		defer h.Close()
-		sock, err := routeSocket()
-		if err != nil {
-			return err
-		}
-		defer sock[unix.NETLINK_ROUTE].Socket.Close()
-		return fn(&txn{h: h, sock: sock, n: c.n, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start}, h)
+// run runs fn on a thread inside the netns, with a transaction on rec.
+func (c *call) run(ctx context.Context, cfg Config, rec *journal.Record, log *slog.Logger, start time.Time, fn func(*txn) error) error {
+	return journal.In(c.n, func(k *journal.Netns) error {
+		jt := journal.NewTx(k, c.st, rec, log, start)
+		return fn(&txn{jt: jt, h: k.H, n: c.n, st: c.st, rec: rec, req: c.req, id: cfg.ID, cfg: cfg, netnsFd: c.n.Fd(), ctx: ctx, log: log, start: start})
 	})
 }
 
@@ -237,121 +229,22 @@ func resolveVhost(v Vhost) (bool, error) {
 // txn creates objects in a sandbox netns, journaling each before it exists.
 // Its methods run on a thread inside that netns.
 type txn struct {
+	jt      *journal.Tx
 	h       *netlink.Handle
-	sock    map[int]*nl.SocketHandle // a raw route socket in the netns
 	n       *netns.NS
 	st      *state.Store
-	rec     *record
+	rec     *journal.Record
 	id      string
 	cfg     Config
 	netnsFd int
 	ctx     context.Context
 	log     *slog.Logger
 	start   time.Time
-	req     request         // what this call wires
+	req     journal.Request // what this call wires
 	iface   string          // the interface being wired, which owns the steps
 	ifs     []Interface     // the links found at the start
 	qdiscs  []netlink.Qdisc // every qdisc, once ingressOf needed them
 	macs    map[string]bool // every MAC in the netns, and those derived so far
-}
-
-func (tx *txn) save() error { return tx.st.Write(tx.id, tx.rec) }
-
-// create records s in the state, runs fn, then marks s done in memory; the
-// next write of the record carries the mark. fn must either create its
-// object completely or leave nothing; on its failure the entry is dropped.
-// An entry left not done by a crash may or may not have its object, and
-// undo handles both.
-func (tx *txn) create(s step, fn func() error) error {
-	return tx.createAll(planned{s: s, fn: fn})
-}
-
-// planned is a step and the function that creates its object.
-type planned struct {
-	s  step
-	fn func() error
-	// made, when set, completes the journal entry once fn succeeded
-	// (with the identity of what it made); the next write carries it.
-	made func(*step)
-}
-
-// createAll is create for several steps journaled at once: one write of
-// the record announces them all (an entry not done may or may not have its
-// object, and undo handles both), then each object is created in order.
-// On a failure the entries of the steps not done are dropped again.
-func (tx *txn) createAll(steps ...planned) error {
-	_, err := tx.createSteps(steps)
-	return err
-}
-
-// createSteps is createAll, which also returns the index of the step that
-// failed. A step without an interface gets the one being wired.
-func (tx *txn) createSteps(steps []planned) (int, error) {
-	if err := tx.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("%s: %w", steps[0].s, err)
-	}
-	first := len(tx.rec.Journal)
-	for _, p := range steps {
-		if p.s.Iface == "" {
-			p.s.Iface = tx.iface
-		}
-		tx.rec.Journal = append(tx.rec.Journal, p.s)
-	}
-	if err := tx.save(); err != nil {
-		tx.rec.Journal = tx.rec.Journal[:first]
-		return 0, err
-	}
-	for i, p := range steps {
-		k := first + i
-		err := tx.ctx.Err()
-		if err == nil {
-			err = beforeStep(k+1, p.s)
-		}
-		if err == nil {
-			err = retryBusy(tx.ctx, p.fn)
-		}
-		if err != nil {
-			tx.rec.Journal = tx.rec.Journal[:k]
-			return i, fmt.Errorf("%s: %w", p.s, err)
-		}
-		afterStep(k + 1)
-		if p.made != nil {
-			p.made(&tx.rec.Journal[k])
-		}
-		tx.rec.Journal[k].Done = true
-		tx.log.Debug("done", "step", p.s.String(), "elapsed", time.Since(tx.start))
-	}
-	return 0, nil
-}
-
-// Transient kernel answers (CNI may still be configuring the interface, or
-// RTNL is contended) are retried with a bounded backoff.
-const (
-	busyFirstDelay = 5 * time.Millisecond
-	busyMaxDelay   = 100 * time.Millisecond
-	busyLimit      = 2 * time.Second
-)
-
-// retryBusy runs fn, again while it fails with EBUSY or EAGAIN, for at most
-// busyLimit. fn must leave nothing behind when it fails (as create's do),
-// so running it again is safe. A tap name taken by someone else is EBUSY
-// too, but final.
-func retryBusy(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(busyLimit)
-	delay := busyFirstDelay
-	for {
-		err := fn()
-		transient := (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EAGAIN)) && !errors.Is(err, tap.ErrExists)
-		if !transient || time.Now().Add(delay).After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, busyMaxDelay)
-	}
 }
 
 // setup discovers the interfaces and wires the attached ones.
@@ -379,8 +272,8 @@ func (tx *txn) setup() (*Sandbox, error) {
 		return nil, err
 	}
 	sb.NICs = nics
-	tx.rec.Phase = phaseReady
-	if err := tx.save(); err != nil {
+	tx.rec.Phase = sandbox.PhaseReady
+	if err := tx.jt.Save(); err != nil {
 		closeNICs(sb.NICs)
 		return nil, err
 	}
@@ -408,7 +301,7 @@ func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([
 		}
 		return nil, err
 	}
-	var batch []planned
+	var batch []journal.Planned
 	for i, ifc := range ifcs {
 		if before != nil {
 			before(ifc)
@@ -437,8 +330,8 @@ func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([
 		}
 	}
 	if len(batch) > 0 {
-		if k, err := tx.createSteps(batch); err != nil {
-			iface := batch[k].s.Iface
+		if k, err := tx.jt.Do(tx.ctx, batch...); err != nil {
+			iface := batch[k].Step.Iface
 			i := slices.IndexFunc(ifcs, func(ifc Interface) bool { return ifc.Name == iface })
 			return fail(fmt.Errorf("interface %q: %w", iface, explainMissing(err, models[i].name())))
 		}
@@ -463,6 +356,33 @@ func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([
 		out[i] = *n
 	}
 	return out, nil
+}
+
+// scope returns the steps of the interface being wired.
+func (tx *txn) scope() journal.Scope { return tx.jt.For(tx.iface) }
+
+func (tx *txn) create(s journal.Step, fn func() error) error {
+	return tx.scope().Do(tx.ctx, journal.Planned{Step: s, Make: fn})
+}
+
+func (tx *txn) createAll(steps ...journal.Planned) error { return tx.scope().Do(tx.ctx, steps...) }
+
+func (tx *txn) createLink(op journal.Op, link netlink.Link) error {
+	return tx.scope().CreateLink(tx.ctx, op, link)
+}
+
+func (tx *txn) keepNeighbors(link netlink.Link) error { return tx.scope().KeepNeighbors(tx.ctx, link) }
+
+func (tx *txn) removeAddresses(link netlink.Link) error {
+	return tx.scope().RemoveAddresses(tx.ctx, link)
+}
+
+func (tx *txn) setMAC(link netlink.Link, mac net.HardwareAddr) error {
+	return tx.scope().SetMAC(tx.ctx, link, mac)
+}
+
+func (tx *txn) setMaster(link, master netlink.Link) error {
+	return tx.scope().SetMaster(tx.ctx, link, master)
 }
 
 // deriveMAC derives the MAC of interface ifname's object named purpose,
@@ -516,7 +436,7 @@ type decision struct {
 // something is left to attach; the names of the links to create are free
 // (but for links of cfg.ID that an undo about to run deletes: gone). It
 // changes nothing.
-func decide(v *netnsView, cfg Config, req request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
+func decide(v *netnsView, cfg Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
 	d := &decision{ch: &chooser{requested: req.Model}}
 	if err := v.selectInterfaces(names, d.ch.supports, st, cfg.ID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -571,23 +491,23 @@ func decide(v *netnsView, cfg Config, req request, names []string, st *state.Sto
 // ingress qdisc they remove, and the addresses they moved to the guest as
 // back. sameNetns says that rec was made in this netns (else its steps
 // are elsewhere).
-func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *state.Store, rec *record, sameNetns bool, undo func(step) bool) error {
+func precheck(h *netlink.Handle, cfg Config, req journal.Request, names []string, st *state.Store, rec *journal.Record, sameNetns bool, undo func(journal.Step) bool) error {
 	v, err := discover(h)
 	if err != nil {
 		return err
 	}
 	gone, filtersGone := map[string]bool{}, map[string]bool{}
 	if sameNetns {
-		var undone []step
+		var undone []journal.Step
 		for _, s := range rec.Journal {
 			if !undo(s) {
 				continue
 			}
 			undone = append(undone, s)
-			if _, creates := ownedKinds[s.Op]; creates {
+			if s.Op.Creates() {
 				gone[s.Link] = true
 			}
-			if (s.Op == opFilter && s.Prio == tcredirect.Priority) || s.Op == opQdisc {
+			if (s.Op == journal.OpFilter && s.Prio == tcredirect.Priority) || s.Op == journal.OpQdisc {
 				filtersGone[s.Link] = true
 			}
 		}
@@ -598,41 +518,6 @@ func precheck(h *netlink.Handle, cfg Config, req request, names []string, st *st
 	return err
 }
 
-// createLink creates link (a bridge or macvtap) and tags it as ours, as
-// one journaled step.
-func (tx *txn) createLink(op string, link netlink.Link) error {
-	name := link.Attrs().Name
-	link.Attrs().Group = ownerGroup(tx.id) // in the group from the start: our proof
-	return tx.createAll(planned{s: step{Op: op, Link: name}, fn: func() error {
-		if err := tx.h.LinkAdd(link); err != nil {
-			return err
-		}
-		return tx.tag(name)
-	}, made: func(s *step) {
-		s.Ref = &linkRef{Index: link.Attrs().Index, Kind: ownedKinds[op], Parent: link.Attrs().ParentIndex}
-	}})
-}
-
-// tag sets our alias and link group on the link just created as name; on
-// failure it deletes the link again, so that the step leaves nothing.
-func (tx *txn) tag(name string) error {
-	return tx.setOwned(name, linkSettings{})
-}
-
-// setOwned tags the link just created as name as ours and applies s, in
-// one request; on failure it deletes the link again.
-func (tx *txn) setOwned(name string, s linkSettings) error {
-	s.alias, s.group = ownerTag(tx.id), ownerGroup(tx.id)
-	err := setLink(tx.sock, name, s)
-	if err != nil {
-		if link, lerr := tx.h.LinkByName(name); lerr == nil {
-			_ = tx.h.LinkDel(link)
-		}
-		return fmt.Errorf("configuring the new link %q: %w", name, err)
-	}
-	return nil
-}
-
 // createTap creates nic's tap, tags it as ours and gives it its MAC and
 // MTU, then brings it up.
 func (tx *txn) createTap(nic *NIC) error {
@@ -640,7 +525,7 @@ func (tx *txn) createTap(nic *NIC) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.createAll(s); err != nil {
+	if err := tx.scope().Do(tx.ctx, s); err != nil {
 		return err
 	}
 	return tx.tapCreated(nic)
@@ -649,15 +534,15 @@ func (tx *txn) createTap(nic *NIC) error {
 // tapStep names nic's tap, derives its MAC and returns the step that
 // creates it, tags it as ours, gives it its MAC and MTU and brings it up.
 // Once the step is done, tapCreated finishes the NIC.
-func (tx *txn) tapStep(nic *NIC) (planned, error) {
+func (tx *txn) tapStep(nic *NIC) (journal.Planned, error) {
 	nic.Tap = tx.deviceName(tapPrefix, nic.Name)
 	if err := tx.nameFree(nic.Tap, nic.Name); err != nil {
-		return planned{}, err
+		return journal.Planned{}, err
 	}
 	nic.TapMAC = tx.deriveMAC(nic.Name, "tap")
 	tmp := tmpTapName(tx.id, nic.Tap)
-	s := step{Op: opTap, Link: nic.Tap, Iface: tx.iface, Tmp: tmp}
-	return planned{s: s, fn: func() error {
+	s := journal.Step{Op: journal.OpTap, Link: nic.Tap, Iface: tx.iface, Tmp: tmp}
+	return journal.Planned{Step: s, Make: func() error {
 		// A tap cannot be tagged when it is created: it is made under a
 		// name of ours, then tagged and named in one request, so that a
 		// link of its name is never ours untagged.
@@ -672,15 +557,15 @@ func (tx *txn) tapStep(nic *NIC) (planned, error) {
 			return fmt.Errorf("looking up the new tap: %w", err)
 		}
 		nic.TapIndex = link.Attrs().Index
-		settings := linkSettings{alias: ownerTag(tx.id), group: ownerGroup(tx.id), mac: net.HardwareAddr(nic.TapMAC), mtu: nic.MTU, up: true, index: nic.TapIndex}
-		if err := setLink(tx.sock, nic.Tap, settings); err != nil {
+		settings := journal.LinkSettings{Alias: journal.OwnerTag(tx.id), Group: journal.OwnerGroup(tx.id), MAC: net.HardwareAddr(nic.TapMAC), MTU: nic.MTU, Up: true, Index: nic.TapIndex}
+		if err := tx.jt.Netns().SetLink(nic.Tap, settings); err != nil {
 			closeFiles(fs)
 			_ = tx.h.LinkDel(link)
 			return fmt.Errorf("configuring the new tap as %q: %w", nic.Tap, err)
 		}
 		nic.Files = fs // kept by tapCreated only with HoldFDs
 		return nil
-	}, made: func(s *step) { s.Ref = &linkRef{Index: nic.TapIndex, Kind: kindTuntap} }}, nil
+	}, Made: func(s *journal.Step) { s.Ref = &journal.LinkRef{Index: nic.TapIndex, Kind: journal.KindTuntap} }}, nil
 }
 
 // tmpTapName is the name the tap called name of sandbox id is created
@@ -784,8 +669,8 @@ func closeNICs(nics []NIC) {
 // reuse returns the sandbox of a ready record whose wiring is intact,
 // reopening the queues when the caller holds fds. It returns errBroken
 // when the wiring must be redone.
-func reuse(n *netns.NS, rec *record, cfg Config) (*Sandbox, error) {
-	h, err := openHandle(n)
+func reuse(n *netns.NS, rec *journal.Record, cfg Config) (*Sandbox, error) {
+	h, err := journal.OpenHandle(n)
 	if err != nil {
 		return nil, err
 	}

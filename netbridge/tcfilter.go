@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
@@ -37,13 +38,13 @@ func (m tcfilter) wire(tx *txn, nic *NIC) error {
 
 // plan returns the steps making the tap, the qdiscs and the filters; they
 // refer to nic, which must stay in place until they ran.
-func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
+func (tcfilter) plan(tx *txn, nic *NIC) ([]journal.Planned, error) {
 	tapStep, err := tx.tapStep(nic)
 	if err != nil {
 		return nil, err
 	}
-	steps := []planned{tapStep}
-	var ref *linkRef
+	steps := []journal.Planned{tapStep}
+	var ref *journal.LinkRef
 	txqlen := -1
 	if i := slices.IndexFunc(tx.ifs, func(i Interface) bool { return i.Index == nic.Index }); i >= 0 {
 		ref, txqlen = tx.ifs[i].ref, tx.ifs[i].txqlen
@@ -53,9 +54,9 @@ func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
 		return nil, err
 	case q == nil:
 		s := tx.ingressStep(nic.Name, &nic.Index)
-		s.s.Ref = ref
+		s.Step.Ref = ref
 		if txqlen >= 0 {
-			s.s.TxQLen = &txqlen
+			s.Step.TxQLen = &txqlen
 		}
 		steps = append(steps, s)
 	default: // reused, and left in place at teardown
@@ -64,7 +65,7 @@ func (tcfilter) plan(tx *txn, nic *NIC) ([]planned, error) {
 		}
 	}
 	redirect := tx.redirectStep(nic.Name, &nic.Index, &nic.TapIndex)
-	redirect.s.Ref = ref
+	redirect.Step.Ref = ref
 	return append(steps,
 		redirect,
 		tx.ingressStep(nic.Tap, &nic.TapIndex), // a new tap has none
@@ -104,19 +105,10 @@ func (tcfilter) check(c *checker, nic *NIC) {
 
 // ingressStep is the step adding an ingress qdisc to link name, whose
 // index *index holds by the time the step runs.
-func (tx *txn) ingressStep(name string, index *int) planned {
-	return planned{s: step{Op: opQdisc, Link: name, Iface: tx.iface}, fn: func() error {
+func (tx *txn) ingressStep(name string, index *int) journal.Planned {
+	return journal.Planned{Step: journal.Step{Op: journal.OpQdisc, Link: name, Iface: tx.iface}, Make: func() error {
 		return tx.h.QdiscAdd(tcredirect.Ingress(*index))
 	}}
-}
-
-// findIngress returns the ingress qdisc of link, nil when it has none.
-func findIngress(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
-	qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
-	if err != nil {
-		return nil, fmt.Errorf("listing qdiscs of %q: %w", link.Attrs().Name, err)
-	}
-	return tcredirect.IngressOf(qs, link.Attrs().Name, link.Attrs().Index)
 }
 
 // ingressOf is findIngress for the CNI interface name of index index, from
@@ -140,9 +132,9 @@ func (tx *txn) ingressOf(name string, index int) (netlink.Qdisc, error) {
 // matchall only when u32 is missing: trying matchall first costs a module
 // load attempt (a modprobe run by the kernel, milliseconds) per setup on
 // kernels without it. The choice is made once per sandbox.
-func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
-	s := step{Op: opFilter, Link: src, Parent: tcredirect.IngressParent, Prio: tcredirect.Priority, Iface: tx.iface}
-	return planned{s: s, fn: func() error {
+func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) journal.Planned {
+	s := journal.Step{Op: journal.OpFilter, Link: src, Parent: tcredirect.IngressParent, Prio: tcredirect.Priority, Iface: tx.iface}
+	return journal.Planned{Step: s, Make: func() error {
 		if tx.rec.Classifier != "" {
 			return tx.h.FilterAdd(tcredirect.Filter(tx.rec.Classifier, *srcIndex, *dstIndex))
 		}
@@ -157,36 +149,4 @@ func (tx *txn) redirectStep(src string, srcIndex, dstIndex *int) planned {
 		}
 		return fmt.Errorf("neither u32 nor matchall: %w", unix.EOPNOTSUPP)
 	}}
-}
-
-// ourFilters returns the filters of add-filter step s on link, a CNI
-// interface, that are netbridge's: at the step's priority, of protocol
-// all, matching every frame and redirecting it to tap, the tap made for
-// the interface (nil when it is not there: then to a link gone since).
-// Filters of someone else are not, at our priority too.
-func ourFilters(h *netlink.Handle, link netlink.Link, s step, tap netlink.Link) ([]netlink.Filter, error) {
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return h.FilterList(link, s.Parent) })
-	if err != nil {
-		return nil, fmt.Errorf("listing the filters of %q: %w", link.Attrs().Name, err)
-	}
-	target := 0
-	if tap != nil {
-		target = tap.Attrs().Index
-	}
-	var ours []netlink.Filter
-	for _, f := range fs {
-		if tcredirect.Redirects(f, s.Prio, target) {
-			ours = append(ours, f)
-		}
-	}
-	return ours, nil
-}
-
-// delFilter deletes the one filter f, by its handle.
-func delFilter(h *netlink.Handle, f netlink.Filter) error {
-	a := f.Attrs()
-	return ignoreNotFound(h.FilterDel(&netlink.GenericFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: a.LinkIndex, Parent: a.Parent, Priority: a.Priority, Protocol: a.Protocol, Handle: a.Handle},
-		FilterType:  f.Type(),
-	}))
 }

@@ -2,13 +2,10 @@ package netbridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
@@ -37,7 +34,7 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 		return err
 	}
 	defer st.Release(lock, id)
-	rec, err := readRecord(st, id)
+	rec, err := journal.Read(st, id)
 	if err != nil {
 		return err
 	}
@@ -45,12 +42,12 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir(), "elapsed", time.Since(start))
 		return nil
 	}
-	rec.log = log
+	rec.SetLog(log)
 	objects := len(rec.Journal)
-	if err := undoRecord(st, id, rec); err != nil {
+	if err := rec.UndoAll(ctx, st); err != nil {
 		return fmt.Errorf("tearing down sandbox %q: %w", id, err)
 	}
-	if rec.netnsGone {
+	if rec.NetnsGone() {
 		log.Info("netns gone, and the objects in it with it; record removed", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
 		return nil
 	}
@@ -58,30 +55,9 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 	return nil
 }
 
-// undoRecord undoes rec in its netns and removes it from st. A netns that
-// no longer exists, or whose path now names another namespace, took every
-// object with it: the record is simply removed.
-func undoRecord(st *state.Store, id string, rec *record) error {
-	if err := undoIn(rec, id, func(step) bool { return true }); err != nil {
-		if werr := st.Write(id, rec); werr != nil {
-			err = errors.Join(err, werr)
-		}
-		return err
-	}
-	return st.Remove(id)
-}
-
 // netnsCookie returns n's cookie for the record, 0 when it cannot be read
 // (the record then names its netns by path and inode only).
 func netnsCookie(n *netns.NS) uint64 {
 	c, _ := n.Cookie()
 	return c
-}
-
-// ignoreNotFound turns the kernel's "already gone" answers into success.
-func ignoreNotFound(err error) error {
-	if err == nil || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.As(err, new(netlink.LinkNotFoundError)) {
-		return nil
-	}
-	return err
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
@@ -88,9 +88,7 @@ func wiringsOf(h *netlink.Handle, ifc *Interface, byIndex map[int]netlink.Link, 
 }
 
 // ownerOf returns the sandbox id of the netbridge tag (alias) of link.
-func ownerOf(link netlink.Link) (string, bool) {
-	return strings.CutPrefix(link.Attrs().Alias, aliasPrefix)
-}
+func ownerOf(link netlink.Link) (string, bool) { return journal.OwnerOf(link) }
 
 // markWired finds, for every interface of ifs that netbridge did not make,
 // the signs that netbridge wired it, and sets its WiredFor.
@@ -199,9 +197,9 @@ func takenError(ifc *Interface, st *state.Store, self string) *TakenError {
 	if st != nil && w.owner != "" {
 		e.StateDir = st.Dir()
 		if sandboxid.Check(w.owner) == nil {
-			var r record
+			var r journal.Record
 			if ok, err := st.Read(w.owner, &r); err == nil && ok {
-				e.Recorded, e.Attached = true, r.Mode == modeAttach
+				e.Recorded, e.Attached = true, r.Mode == journal.ModeAttach
 			}
 		}
 	}
@@ -223,9 +221,9 @@ func ownerText(st *state.Store, owner string) string {
 // addressesBack gives the interfaces of ifs back, for a decision made
 // before an undo, the addresses that the steps the undo reverses moved to
 // the guest.
-func addressesBack(ifs []Interface, steps []step) {
+func addressesBack(ifs []Interface, steps []journal.Step) {
 	for _, s := range steps {
-		if s.Op != opRemoveAddrs {
+		if s.Op != journal.OpRemoveAddrs {
 			continue
 		}
 		for i := range ifs {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/state"
 )
 
@@ -18,8 +19,8 @@ func TestTakenErrorSaysWhereTheOwnerIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, mode := range map[string]string{"whole": "", "cni": modeAttach} {
-		if err := st.Write(id, &record{Version: recordVersion, Mode: mode, Sandbox: Sandbox{ID: id}}); err != nil {
+	for id, mode := range map[string]journal.Mode{"whole": "", "cni": journal.ModeAttach} {
+		if err := st.Write(id, &journal.Record{Version: journal.Version, Mode: mode, Sandbox: Sandbox{ID: id}}); err != nil {
 			t.Fatal(err)
 		}
 	}

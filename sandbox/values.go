@@ -71,3 +71,15 @@ func (m MacvtapMode) Valid() bool { return m == "" || m == MacvtapBridge || m ==
 // MaxQueues is the largest number of queues per tap, and so of queue pairs
 // per NIC: the Linux tap driver allows at most 256 (MAX_TAP_QUEUES).
 const MaxQueues = 256
+
+// Phase is how far the setup of a recorded sandbox got.
+type Phase string
+
+// Phases.
+const (
+	// PhaseSettingUp is a setup under way, or interrupted: the record may
+	// hold unfinished steps.
+	PhaseSettingUp Phase = "setting-up"
+	// PhaseReady is a finished setup: every step is done.
+	PhaseReady Phase = "ready"
+)

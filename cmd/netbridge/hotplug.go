@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/hypervisor/qemu/hotplug"
+	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/qmp"
 	"github.com/netbridge/netbridge/sandbox"
 )

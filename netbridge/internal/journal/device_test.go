@@ -1,4 +1,4 @@
-package netbridge
+package journal
 
 import (
 	"errors"
@@ -23,7 +23,7 @@ func TestDevicePathStaysInTheNodeDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	ours := filepath.Join(dir, "sb.dev", "nbm-eth0")
-	r := &record{dir: dir}
+	r := &Record{dir: dir}
 	for _, recorded := range []string{
 		ours,
 		filepath.Join(alias, "sb.dev", "nbm-eth0"),   // the state dir by another name
@@ -47,7 +47,7 @@ func TestDevicePathStaysInTheNodeDir(t *testing.T) {
 			t.Errorf("devicePath(%q) = %q, %v; want ErrNotOurNode", recorded, got, err)
 		}
 	}
-	if _, err := (&record{}).devicePath("sb", ours); !errors.Is(err, macvtap.ErrNotOurNode) {
+	if _, err := (&Record{}).devicePath("sb", ours); !errors.Is(err, macvtap.ErrNotOurNode) {
 		t.Errorf("devicePath without a state dir = %v, want ErrNotOurNode", err)
 	}
 }
@@ -55,21 +55,21 @@ func TestDevicePathStaysInTheNodeDir(t *testing.T) {
 // TestNodeCheck: with a recorded number only that device passes; an older
 // record's node must be a macvtap's.
 func TestNodeCheck(t *testing.T) {
-	check, err := nodeCheck(step{Op: opDevice, DevNum: "246:3"})
+	check, err := nodeCheck(Step{Op: OpDevice, DevNum: "246:3"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if check(macvtap.Device{Major: 246, Minor: 3}) != nil || check(macvtap.Device{Major: 246, Minor: 4}) == nil {
 		t.Error("a recorded number must pass exactly its device")
 	}
-	if _, err := nodeCheck(step{Op: opDevice, DevNum: "sda"}); err == nil {
+	if _, err := nodeCheck(Step{Op: OpDevice, DevNum: "sda"}); err == nil {
 		t.Error("a malformed recorded number was accepted")
 	}
 	major, ok, err := macvtap.Major()
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := nodeCheck(step{Op: opDevice})
+	old, err := nodeCheck(Step{Op: OpDevice})
 	if err != nil {
 		t.Fatal(err)
 	}

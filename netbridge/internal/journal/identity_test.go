@@ -1,20 +1,17 @@
-package netbridge
+package journal
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
 func TestLinkRefIs(t *testing.T) {
 	veth := func(index, peer int) netlink.Link {
 		return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: index, ParentIndex: peer, Name: "whatever"}}
 	}
-	ref := &linkRef{Index: 2, Kind: "veth", Parent: 57}
+	ref := &LinkRef{Index: 2, Kind: "veth", Parent: 57}
 	for _, c := range []struct {
 		name string
 		l    netlink.Link
@@ -25,12 +22,12 @@ func TestLinkRefIs(t *testing.T) {
 		{"moved in under the same ifindex, another peer", veth(2, 58), false},
 		{"another kind", &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: 2, ParentIndex: 57}}, false},
 	} {
-		if got := ref.is(c.l); got != c.want {
+		if got := ref.Is(c.l); got != c.want {
 			t.Errorf("%s: is = %v, want %v", c.name, got, c.want)
 		}
 	}
 	// An older record's identity (a NIC's index and kind) has no parent.
-	if !(&linkRef{Index: 2, Kind: "veth"}).is(veth(2, 99)) {
+	if !(&LinkRef{Index: 2, Kind: "veth"}).Is(veth(2, 99)) {
 		t.Error("a ref without parent should match on ifindex and kind")
 	}
 }
@@ -49,20 +46,10 @@ func TestRelabel(t *testing.T) {
 	}
 }
 
-func TestTmpTapName(t *testing.T) {
-	a, b := tmpTapName("pod1", "nb-eth0"), tmpTapName("pod2", "nb-eth0")
-	if a == b || a == tmpTapName("pod1", "nb-net1") || a != tmpTapName("pod1", "nb-eth0") {
-		t.Errorf("temporary names not one per sandbox and tap: %q %q", a, b)
-	}
-	if err := linkname.Check(a); err != nil || !strings.HasPrefix(a, "nbt") {
-		t.Errorf("temporary name %q: %v", a, err)
-	}
-}
-
 // TestStepWithoutNewFields: a step of the previous format (no ref, tmp,
 // txqlen) reads with them absent, and a step of this one keeps them.
 func TestStepWithoutNewFields(t *testing.T) {
-	var old step
+	var old Step
 	if err := json.Unmarshal([]byte(`{"op":"add-qdisc","link":"eth0","iface":"eth0","done":true}`), &old); err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +57,12 @@ func TestStepWithoutNewFields(t *testing.T) {
 		t.Errorf("old step read as %+v", old)
 	}
 	zero := 0
-	s := step{Op: opQdisc, Link: "eth0", Ref: &linkRef{Index: 2, Kind: "veth", Parent: 7}, TxQLen: &zero, Done: true}
+	s := Step{Op: OpQdisc, Link: "eth0", Ref: &LinkRef{Index: 2, Kind: "veth", Parent: 7}, TxQLen: &zero, Done: true}
 	b, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back step
+	var back Step
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}

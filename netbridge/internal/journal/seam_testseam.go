@@ -1,6 +1,6 @@
 //go:build netbridge_testseam
 
-package netbridge
+package journal
 
 import (
 	"fmt"
@@ -34,12 +34,12 @@ var ErrInjected = fmt.Errorf("injected failure (NETBRIDGE_SEAM_FAIL)")
 // matchall, bridges without bridge, macvtaps without macvtap.
 var seamWithout = strings.Split(os.Getenv("NETBRIDGE_SEAM_PROBE_WITHOUT"), ",")
 
-func beforeStep(k int, s step) error {
+func beforeStep(k int, s Step) error {
 	switch {
-	case s.Op == opFilter && slices.Contains(seamWithout, "u32") && slices.Contains(seamWithout, "matchall"),
-		s.Op == opQdisc && slices.Contains(seamWithout, "ingress"),
-		s.Op == opBridge && slices.Contains(seamWithout, "bridge"),
-		s.Op == opMacvtap && slices.Contains(seamWithout, "macvtap"):
+	case s.Op == OpFilter && slices.Contains(seamWithout, "u32") && slices.Contains(seamWithout, "matchall"),
+		s.Op == OpQdisc && slices.Contains(seamWithout, "ingress"),
+		s.Op == OpBridge && slices.Contains(seamWithout, "bridge"),
+		s.Op == OpMacvtap && slices.Contains(seamWithout, "macvtap"):
 		return fmt.Errorf("simulated kernel: %w", syscall.ENOENT)
 	}
 	if seamCrash == "-"+strconv.Itoa(k) {

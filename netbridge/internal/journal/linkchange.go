@@ -1,7 +1,8 @@
-package netbridge
+package journal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/pkg/nlretry"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // This file holds the changes netbridge makes to links it does not own (the
@@ -24,8 +26,8 @@ import (
 // address someone else already put back is not added twice, and a link
 // someone else moved to another master is not pulled out of it.
 
-// addrRecord is an address removed from an interface.
-type addrRecord struct {
+// AddrRecord is an address removed from an interface.
+type AddrRecord struct {
 	Prefix    netip.Prefix `json:"prefix"`
 	Flags     int          `json:"flags,omitempty"`
 	Scope     int          `json:"scope,omitempty"`
@@ -33,8 +35,8 @@ type addrRecord struct {
 	Broadcast netip.Addr   `json:"broadcast,omitzero"`
 }
 
-// routeRecord is a route that went away with the addresses of an interface.
-type routeRecord struct {
+// RouteRecord is a route that went away with the addresses of an interface.
+type RouteRecord struct {
 	Dst      netip.Prefix `json:"dst"`
 	Gw       netip.Addr   `json:"gw,omitzero"`
 	Src      netip.Addr   `json:"src,omitzero"`
@@ -47,38 +49,39 @@ type routeRecord struct {
 	Flags    int          `json:"flags,omitempty"`
 }
 
-// neighRecord is a permanent neighbour entry of an interface.
-type neighRecord struct {
-	IP    netip.Addr `json:"ip"`
-	MAC   MAC        `json:"mac"`
-	Flags int        `json:"flags,omitempty"`
+// NeighRecord is a permanent neighbour entry of an interface.
+type NeighRecord struct {
+	IP    netip.Addr  `json:"ip"`
+	MAC   sandbox.MAC `json:"mac"`
+	Flags int         `json:"flags,omitempty"`
 }
 
-// keepNeighbors journals the permanent neighbour entries of link (such as
+// KeepNeighbors journals the permanent neighbour entries of link (such as
 // Calico's 169.254.1.1), because the kernel drops every neighbour entry of
 // a link whose MAC changes or which loses its last IPv4 address. The step
 // creates nothing; its undo, which runs after the MAC and the addresses are
 // back, adds back the entries that are missing.
-func (tx *txn) keepNeighbors(link netlink.Link) error {
-	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return tx.h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
+func (sc Scope) KeepNeighbors(ctx context.Context, link netlink.Link) error {
+	h := sc.tx.k.H
+	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("listing the neighbours of %q: %w", link.Attrs().Name, err)
 	}
-	s := step{Op: opKeepNeighbors, Link: link.Attrs().Name, Ref: refOf(link)}
+	s := Step{Op: OpKeepNeighbors, Link: link.Attrs().Name, Ref: RefOf(link)}
 	for _, n := range neighs {
 		ip, ok := netip.AddrFromSlice(n.IP)
 		if !ok || n.State&netlink.NUD_PERMANENT == 0 || len(n.HardwareAddr) == 0 {
 			continue
 		}
-		s.Neighs = append(s.Neighs, neighRecord{IP: ip.Unmap(), MAC: MAC(n.HardwareAddr), Flags: n.Flags})
+		s.Neighs = append(s.Neighs, NeighRecord{IP: ip.Unmap(), MAC: sandbox.MAC(n.HardwareAddr), Flags: n.Flags})
 	}
 	if len(s.Neighs) == 0 {
 		return nil
 	}
-	return tx.create(s, func() error { return nil })
+	return sc.Do(ctx, Planned{Step: s, Make: func() error { return nil }})
 }
 
-func restoreNeighbors(h *netlink.Handle, link netlink.Link, s step) error {
+func restoreNeighbors(h *netlink.Handle, link netlink.Link, s Step) error {
 	for _, n := range s.Neighs {
 		family := netlink.FAMILY_V4
 		if n.IP.Is6() {
@@ -109,29 +112,29 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: addrIP(p.Addr()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// removeAddresses removes every address of link but IPv6 link-local ones,
+// RemoveAddresses removes every address of link but IPv6 link-local ones,
 // journaling them and the routes through link that the kernel drops with
 // them. Equivalent to: ip addr flush dev LINK scope global (and host).
-func (tx *txn) removeAddresses(link netlink.Link) error {
-	name := link.Attrs().Name
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return tx.h.AddrList(link, netlink.FAMILY_ALL) })
+func (sc Scope) RemoveAddresses(ctx context.Context, link netlink.Link) error {
+	name, h := link.Attrs().Name, sc.tx.k.H
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("listing the addresses of %q: %w", name, err)
 	}
 	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
-		return tx.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return fmt.Errorf("listing the routes of %q: %w", name, err)
 	}
-	s := step{Op: opRemoveAddrs, Link: name, Ref: refOf(link)}
+	s := Step{Op: OpRemoveAddrs, Link: name, Ref: RefOf(link)}
 	var doomed []netlink.Addr
 	for _, a := range addrs {
-		p, ok := prefixOf(a.IPNet)
+		p, ok := PrefixOf(a.IPNet)
 		if !ok || (p.Addr().Is6() && p.Addr().IsLinkLocalUnicast()) {
 			continue
 		}
-		rec := addrRecord{Prefix: p, Flags: a.Flags & settableAddrFlags, Scope: a.Scope, Label: a.Label}
+		rec := AddrRecord{Prefix: p, Flags: a.Flags & settableAddrFlags, Scope: a.Scope, Label: a.Label}
 		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && p.Addr().Is4() {
 			rec.Broadcast = b.Unmap()
 		}
@@ -145,7 +148,7 @@ func (tx *txn) removeAddresses(link netlink.Link) error {
 		if r.Table == unix.RT_TABLE_LOCAL || len(r.MultiPath) > 0 {
 			continue // the kernel makes these again with the addresses
 		}
-		p := routeRecordOf(r)
+		p := RouteRecordOf(r)
 		switch {
 		case p == nil:
 		case r.Protocol == unix.RTPROT_KERNEL:
@@ -157,27 +160,29 @@ func (tx *txn) removeAddresses(link netlink.Link) error {
 			s.Routes = append(s.Routes, *p)
 		}
 	}
-	return tx.create(s, func() error {
+	return sc.Do(ctx, Planned{Step: s, Make: func() error {
 		// Secondary IPv4 addresses go with their primary: remove the last
 		// listed first.
 		for i := len(doomed) - 1; i >= 0; i-- {
-			if err := ignoreAddrGone(tx.h.AddrDel(link, &doomed[i])); err != nil {
+			if err := ignoreAddrGone(h.AddrDel(link, &doomed[i])); err != nil {
 				return fmt.Errorf("removing %s: %w (run teardown to restore what was removed)", doomed[i].IPNet, err)
 			}
 		}
 		return nil
-	})
+	}})
 }
 
 // settableRouteFlags are the RTNH_F_* flags a route can be added with;
 // others (linkdown, dead) are the kernel's report of the link's state.
 const settableRouteFlags = unix.RTNH_F_ONLINK
 
-func routeRecordOf(r netlink.Route) *routeRecord {
-	rr := routeRecord{Protocol: int(r.Protocol), Scope: int(r.Scope), Priority: r.Priority, MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags & settableRouteFlags}
+// RouteRecordOf returns route r as a record, nil when its destination
+// cannot be read.
+func RouteRecordOf(r netlink.Route) *RouteRecord {
+	rr := RouteRecord{Protocol: int(r.Protocol), Scope: int(r.Scope), Priority: r.Priority, MTU: r.MTU, Table: r.Table, Type: r.Type, Flags: r.Flags & settableRouteFlags}
 	switch {
 	case r.Dst != nil:
-		p, ok := prefixOf(r.Dst)
+		p, ok := PrefixOf(r.Dst)
 		if !ok {
 			return nil
 		}
@@ -203,7 +208,7 @@ func routeRecordOf(r netlink.Route) *routeRecord {
 // and adds back the routes of s, next to any others of the same
 // destination (another interface's default route stays). It keeps going
 // after an error and returns them all.
-func restoreAddresses(h *netlink.Handle, link netlink.Link, s step, log *slog.Logger) error {
+func restoreAddresses(ctx context.Context, h *netlink.Handle, link netlink.Link, s Step, log *slog.Logger) error {
 	var errs []error
 	name := link.Attrs().Name
 	for _, a := range s.Addrs {
@@ -217,10 +222,10 @@ func restoreAddresses(h *netlink.Handle, link netlink.Link, s step, log *slog.Lo
 			errs = append(errs, fmt.Errorf("adding back %s: %w", a.Prefix, err))
 		}
 	}
-	if slices.ContainsFunc(s.Routes, func(r routeRecord) bool { return r.Src.Is6() }) {
+	if slices.ContainsFunc(s.Routes, func(r RouteRecord) bool { return r.Src.Is6() }) {
 		// A route may name an IPv6 source only once the address has left
 		// duplicate address detection.
-		if err := waitNotTentative(h, link, 5*time.Second); err != nil {
+		if err := waitNotTentative(ctx, h, link, 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -229,8 +234,14 @@ func restoreAddresses(h *netlink.Handle, link netlink.Link, s step, log *slog.Lo
 	}
 	// On-link routes first: the gateways of the others must be reachable.
 	routes := slices.Clone(s.Routes)
-	slices.SortStableFunc(routes, func(a, b routeRecord) int {
-		return map[bool]int{false: 0, true: 1}[a.Gw.IsValid()] - map[bool]int{false: 0, true: 1}[b.Gw.IsValid()]
+	slices.SortStableFunc(routes, func(a, b RouteRecord) int {
+		switch {
+		case a.Gw.IsValid() == b.Gw.IsValid():
+			return 0
+		case a.Gw.IsValid():
+			return 1
+		}
+		return -1
 	})
 	for _, r := range routes {
 		if err := restoreRoute(h, link, r, log); err != nil {
@@ -261,7 +272,7 @@ func relabel(label, was, now string) string {
 // stripped of something (the kernel drops the preferred source of an IPv6
 // route with the address) is made whole again; another one stays, with a
 // warning.
-func restoreRoute(h *netlink.Handle, link netlink.Link, r routeRecord, log *slog.Logger) error {
+func restoreRoute(h *netlink.Handle, link netlink.Link, r RouteRecord, log *slog.Logger) error {
 	rt := &netlink.Route{
 		LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst), Gw: addrIP(r.Gw), Src: addrIP(r.Src),
 		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Priority: r.Priority,
@@ -278,7 +289,7 @@ func restoreRoute(h *netlink.Handle, link netlink.Link, r routeRecord, log *slog
 		return errors.Join(err, lerr)
 	}
 	for _, e := range routes {
-		got := routeRecordOf(e)
+		got := RouteRecordOf(e)
 		if got == nil || got.Dst != r.Dst || got.Table != r.Table || got.Priority != r.Priority || got.Gw != r.Gw || got.Type != r.Type {
 			continue
 		}
@@ -306,7 +317,7 @@ func removeNewKernelRoutes(h *netlink.Handle, link netlink.Link, before []netip.
 	}
 	var errs []error
 	for _, r := range routes {
-		p := routeRecordOf(r)
+		p := RouteRecordOf(r)
 		if r.Protocol != unix.RTPROT_KERNEL || p == nil || slices.Contains(before, p.Dst) || (p.Dst.Addr().Is6() && p.Dst.Addr().IsLinkLocalUnicast()) {
 			continue
 		}
@@ -317,8 +328,9 @@ func removeNewKernelRoutes(h *netlink.Handle, link netlink.Link, before []netip.
 	return errors.Join(errs...)
 }
 
-// waitNotTentative waits until no IPv6 address of link is tentative.
-func waitNotTentative(h *netlink.Handle, link netlink.Link, limit time.Duration) error {
+// waitNotTentative waits until no IPv6 address of link is tentative, for
+// at most limit and until ctx is done.
+func waitNotTentative(ctx context.Context, h *netlink.Handle, link netlink.Link, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V6) })
@@ -331,7 +343,11 @@ func waitNotTentative(h *netlink.Handle, link netlink.Link, limit time.Duration)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("IPv6 addresses of %q still tentative after %s", link.Attrs().Name, limit)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the IPv6 addresses of %q to leave duplicate address detection: %w", link.Attrs().Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
@@ -342,29 +358,44 @@ func ignoreAddrGone(err error) error {
 	return err
 }
 
-// setMAC gives link a new MAC, journaling the old one.
-func (tx *txn) setMAC(link netlink.Link, mac net.HardwareAddr) error {
-	s := step{Op: opSetMAC, Link: link.Attrs().Name, MAC: MAC(link.Attrs().HardwareAddr), NewMAC: MAC(mac), Ref: refOf(link)}
-	return tx.create(s, func() error { return tx.h.LinkSetHardwareAddr(link, mac) })
+// SetMAC gives link a new MAC, journaling the old one.
+func (sc Scope) SetMAC(ctx context.Context, link netlink.Link, mac net.HardwareAddr) error {
+	s := Step{Op: OpSetMAC, Link: link.Attrs().Name, MAC: sandbox.MAC(link.Attrs().HardwareAddr), NewMAC: sandbox.MAC(mac), Ref: RefOf(link)}
+	return sc.Do(ctx, Planned{Step: s, Make: func() error { return sc.tx.k.H.LinkSetHardwareAddr(link, mac) }})
 }
 
-func undoSetMAC(h *netlink.Handle, link netlink.Link, s step) error {
+func undoSetMAC(h *netlink.Handle, link netlink.Link, s Step) error {
 	if !bytes.Equal(link.Attrs().HardwareAddr, s.NewMAC) {
 		return nil // changed since by someone else: theirs now
 	}
 	return h.LinkSetHardwareAddr(link, net.HardwareAddr(s.MAC))
 }
 
-// setMaster enslaves link to master, journaling it.
-func (tx *txn) setMaster(link, master netlink.Link) error {
-	s := step{Op: opSetMaster, Link: link.Attrs().Name, Master: master.Attrs().Name, Ref: refOf(link)}
-	return tx.create(s, func() error { return tx.h.LinkSetMaster(link, master) })
+// SetMaster enslaves link to master, journaling it.
+func (sc Scope) SetMaster(ctx context.Context, link, master netlink.Link) error {
+	s := Step{Op: OpSetMaster, Link: link.Attrs().Name, Master: master.Attrs().Name, Ref: RefOf(link)}
+	return sc.Do(ctx, Planned{Step: s, Make: func() error { return sc.tx.k.H.LinkSetMaster(link, master) }})
 }
 
-func undoSetMaster(h *netlink.Handle, link netlink.Link, s step) error {
+func undoSetMaster(h *netlink.Handle, link netlink.Link, s Step) error {
 	master, err := h.LinkByName(s.Master)
 	if err != nil || link.Attrs().MasterIndex != master.Attrs().Index {
 		return nil // master gone (and the link released with it) or changed since
 	}
 	return h.LinkSetNoMaster(link)
+}
+
+// PrefixOf returns n as a prefix, false when it is not a well-formed IPv4
+// or IPv6 one.
+func PrefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap()
+	ones, bits := n.Mask.Size()
+	if bits == 0 || (ip.Is4() && bits != 32) || (ip.Is6() && bits != 128) {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(ip, ones), true
 }
