@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/linkchange"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/nlretry"
@@ -157,7 +158,7 @@ func addressesOf(addrs []netlink.Addr, index int) []netip.Prefix {
 		if a.LinkIndex != index || a.IPNet == nil {
 			continue
 		}
-		p, ok := journal.PrefixOf(a.IPNet)
+		p, ok := linkchange.PrefixOf(a.IPNet)
 		if !ok || (p.Addr().Is6() && p.Addr().IsLinkLocalUnicast()) {
 			continue // the guest makes its own IPv6 link-local address
 		}
@@ -172,23 +173,9 @@ func routesOf(routes []netlink.Route, index int) []Route {
 		if r.LinkIndex != index || r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST || len(r.MultiPath) > 0 {
 			continue
 		}
-		var rt Route
-		if r.Dst != nil {
-			p, ok := journal.PrefixOf(r.Dst)
-			if !ok {
-				continue
-			}
-			rt.Dst = p
-		} else if r.Family == unix.AF_INET6 {
-			rt.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-		} else {
-			rt.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if rr := linkchange.RouteOf(r); rr != nil {
+			out = append(out, Route{Dst: rr.Dst, Gw: rr.Gw, MTU: rr.MTU})
 		}
-		if gw, ok := netip.AddrFromSlice(r.Gw); ok {
-			rt.Gw = gw.Unmap()
-		}
-		rt.MTU = r.MTU
-		out = append(out, rt)
 	}
 	return out
 }

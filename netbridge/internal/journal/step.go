@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/netbridge/internal/linkchange"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
@@ -55,20 +56,20 @@ func (o Op) Creates() bool { return o.LinkKind() != "" }
 // (Done false) and marked done once it exists; a crash in between leaves an
 // entry whose object may or may not exist, and undo handles both.
 type Step struct {
-	Op     Op            `json:"op"`
-	Link   string        `json:"link"`
-	Parent uint32        `json:"parent,omitempty"`
-	Prio   uint16        `json:"prio,omitempty"`
-	MAC    sandbox.MAC   `json:"mac,omitempty"`
-	NewMAC sandbox.MAC   `json:"new_mac,omitempty"`
-	Addrs  []AddrRecord  `json:"addrs,omitempty"`
-	Routes []RouteRecord `json:"routes,omitempty"`
+	Op     Op                 `json:"op"`
+	Link   string             `json:"link"`
+	Parent uint32             `json:"parent,omitempty"`
+	Prio   uint16             `json:"prio,omitempty"`
+	MAC    sandbox.MAC        `json:"mac,omitempty"`
+	NewMAC sandbox.MAC        `json:"new_mac,omitempty"`
+	Addrs  []linkchange.Addr  `json:"addrs,omitempty"`
+	Routes []linkchange.Route `json:"routes,omitempty"`
 	// KernelRoutes are the destinations of the kernel's prefix routes on
 	// Link when its addresses were removed.
-	KernelRoutes []netip.Prefix `json:"kernel_routes,omitempty"`
-	Master       string         `json:"master,omitempty"`
-	Neighs       []NeighRecord  `json:"neighs,omitempty"`
-	Path         string         `json:"path,omitempty"`
+	KernelRoutes []netip.Prefix     `json:"kernel_routes,omitempty"`
+	Master       string             `json:"master,omitempty"`
+	Neighs       []linkchange.Neigh `json:"neighs,omitempty"`
+	Path         string             `json:"path,omitempty"`
 	// DevNum is the device number ("major:minor") of the node at Path,
 	// recorded at its creation: only that device is removed. Records
 	// written before it lack it.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/netbridge/netbridge/netbridge/internal/linkchange"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macvtap"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -344,13 +345,14 @@ func (u *undoer) undoOnIface(ctx context.Context, s Step, filters []netlink.Filt
 	h := u.h
 	switch s.Op {
 	case OpSetMAC:
-		return undoSetMAC(h, link, s)
+		return linkchange.UndoSetMAC(h, link, s.MAC, s.NewMAC)
 	case OpRemoveAddrs:
-		return restoreAddresses(ctx, h, link, s, u.r.logger())
+		a := &linkchange.Addresses{Addrs: s.Addrs, Routes: s.Routes, KernelRoutes: s.KernelRoutes}
+		return a.Restore(ctx, h, link, s.Link, u.r.logger())
 	case OpSetMaster:
-		return undoSetMaster(h, link, s)
+		return linkchange.UndoSetMaster(h, link, s.Master)
 	case OpKeepNeighbors:
-		return restoreNeighbors(h, link, s)
+		return linkchange.RestoreNeighbors(h, link, s.Neighs)
 	case OpQdisc:
 		return u.undoQdisc(link, s, tapOurs)
 	case OpFilter:
