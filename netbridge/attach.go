@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/netview"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/sandbox"
@@ -199,22 +200,22 @@ func (tx *txn) attachNew(names []string) error {
 		}
 		return errors.Join(err, uerr, tx.jt.SaveOrRemove())
 	}
-	v, err := discover(tx.h)
+	v, err := netview.Read(tx.h)
 	if err != nil {
 		return fail(err)
 	}
-	tx.ifs, tx.qdiscs = v.ifs, v.qdiscs
+	tx.view = v
 	d, err := decide(v, tx.cfg, tx.req, names, tx.st, nil)
 	if err != nil {
 		return fail(err)
 	}
 	tx.macs = map[string]bool{}
-	for _, i := range v.ifs {
+	for _, i := range v.Links {
 		tx.macs[i.MAC.String()] = true
 	}
 	// Each request is recorded first, so that an interrupted attach is
 	// known by its network too (Collect).
-	nics, err := tx.wireAll(d.ch, d.attach, func(ifc Interface) { rec.Requests[ifc.Name] = tx.req })
+	nics, err := tx.wireAll(d.ch, d.attach, func(ifc netview.Link) { rec.Requests[ifc.Name] = tx.req })
 	if err != nil {
 		return fail(err)
 	}

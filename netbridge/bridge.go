@@ -10,6 +10,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/sysfs"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // bridge joins interface and tap in a Linux bridge of their own, as Clear
@@ -22,8 +23,8 @@ import (
 //	ip link set nb-eth0 master nbr-eth0; ip link set nbr-eth0 up
 type bridge struct{}
 
-func (bridge) name() Model                   { return ModelBridge }
-func (bridge) supports(ifc *Interface) error { return supportsKind(ModelBridge, ifc) }
+func (bridge) name() Model                           { return ModelBridge }
+func (bridge) supports(ifc *sandbox.Interface) error { return supportsKind(ModelBridge, ifc) }
 
 func (bridge) wire(tx *txn, nic *NIC) error {
 	if err := tx.createTap(nic); err != nil {

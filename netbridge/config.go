@@ -1,29 +1,26 @@
 package netbridge
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
+	"github.com/netbridge/netbridge/sandbox"
 )
-
-// ErrInvalidConfig reports a configuration that cannot be used as given;
-// nothing was changed. The CLI exits 2 on it.
-var ErrInvalidConfig = errors.New("invalid configuration")
 
 // ErrModeConflict reports a sandbox wired in the other mode: Setup of a
 // sandbox whose interfaces were attached one by one (Attach), or Attach or
 // Detach of a sandbox set up as a whole (Setup). Nothing was changed. It
-// wraps ErrInvalidConfig.
-// ErrNoInterface reports a netns with no interface to attach (only the
-// loopback, or none that setup would wire): a sandbox without a network,
-// which a hook treats as nothing to do. It wraps ErrInvalidConfig.
-var ErrNoInterface = fmt.Errorf("%w: no interface to attach", ErrInvalidConfig)
+// wraps sandbox.ErrInvalidConfig.
+var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", sandbox.ErrInvalidConfig)
 
-var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", ErrInvalidConfig)
+// Transitional names of the sandbox package's errors.
+var (
+	ErrInvalidConfig = sandbox.ErrInvalidConfig
+	ErrNoInterface   = sandbox.ErrNoInterface
+)
 
 // Config says what Setup wires.
 type Config struct {

@@ -12,7 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/netview"
 	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // This file feeds the classifier link data as the kernel reports it, for
@@ -151,19 +153,19 @@ func recordedPod() (links []netlink.Link, addrs []netlink.Addr, routes []netlink
 }
 
 // byName returns the interface called name, failing the test if absent.
-func byName(t *testing.T, ifs []Interface, name string) Interface {
+func byName(t *testing.T, ifs []netview.Link, name string) netview.Link {
 	t.Helper()
 	for _, i := range ifs {
 		if i.Name == name {
 			return i
 		}
 	}
-	t.Fatalf("no interface %q in %v", name, linkNames(ifs))
-	return Interface{}
+	t.Fatalf("no interface %q in %v", name, ifs)
+	return netview.Link{}
 }
 
 func TestInterfacesFromRecordedLinks(t *testing.T) {
-	ifs := interfacesFrom(recordedPod())
+	ifs := netview.FromDumps(recordedPod())
 	var names []string
 	for _, i := range ifs {
 		names = append(names, i.Name)
@@ -283,9 +285,9 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 	} {
 		t.Run(string(model), func(t *testing.T) {
 			links, addrs, routes, neighs := recordedPod()
-			ifs := interfacesFrom(links, addrs, routes, neighs)
+			ifs := netview.FromDumps(links, addrs, routes, neighs)
 			ch := &chooser{requested: model}
-			if err := selectInterfaces(ifs, nil, ch.supports); err != nil {
+			if err := netview.SelectLinks(ifs, nil, ch.supports); err != nil {
 				t.Fatal(err)
 			}
 			var attach, warned []string
@@ -297,7 +299,7 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 					}
 				}
 				// The condition under which setup warns (or fails under Strict).
-				if i.unsupported && len(i.Addresses) > 0 {
+				if i.Unsupported && len(i.Addresses) > 0 {
 					warned = append(warned, i.Name)
 				}
 				if sub, ok := w.reasons[i.Name]; ok && !strings.Contains(i.Reason, sub) {
@@ -339,8 +341,8 @@ func TestSelectNamedRecordedLinks(t *testing.T) {
 		{ModelTCFilter, []string{"dm0"}, `kind "dummy" is not supported`},
 		{ModelTCFilter, []string{"nb-eth0"}, `created by netbridge for sandbox "other-sandbox"`},
 	} {
-		ifs := interfacesFrom(recordedPod())
-		err := selectInterfaces(ifs, c.names, (&chooser{requested: c.model}).supports)
+		ifs := netview.FromDumps(recordedPod())
+		err := netview.SelectLinks(ifs, c.names, (&chooser{requested: c.model}).supports)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s %v: %v", c.model, c.names, err)
@@ -375,10 +377,10 @@ func injected(f probe.Features) *chooser {
 }
 
 func TestAutoChooser(t *testing.T) {
-	veth := &Interface{Name: "eth0", Kind: kindVeth}
-	macvlan := &Interface{Name: "net1", Kind: kindMacvlan}
-	ipvlan := &Interface{Name: "net2", Kind: kindIpvlan}
-	tap := &Interface{Name: "tap0", Kind: journal.KindTuntap}
+	veth := &sandbox.Interface{Name: "eth0", Kind: kindVeth}
+	macvlan := &sandbox.Interface{Name: "net1", Kind: kindMacvlan}
+	ipvlan := &sandbox.Interface{Name: "net2", Kind: kindIpvlan}
+	tap := &sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}
 	all := features(probe.Names...)
 	noMatchall := features(probe.Tun, probe.VhostNet, probe.Ingress, probe.Clsact, probe.U32, probe.Mirred, probe.Bridge, probe.Macvtap)
 	noClassifier := features(probe.Tun, probe.Ingress, probe.Clsact, probe.Mirred, probe.Bridge, probe.Macvtap)
@@ -390,7 +392,7 @@ func TestAutoChooser(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		f      probe.Features
-		ifc    *Interface
+		ifc    *sandbox.Interface
 		model  Model  // "" when an error is expected
 		why    string // a substring of the reason, or of the error
 		notWhy string // must not appear in the error
@@ -440,7 +442,7 @@ func TestAutoChooser(t *testing.T) {
 func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// An existing tap never needs the probe.
 	ch := &chooser{requested: ModelAuto}
-	if m, _, err := ch.choose(&Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.name() != ModelPassthrough {
+	if m, _, err := ch.choose(&sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.name() != ModelPassthrough {
 		t.Fatalf("choose(tap) = %v, %v", m, err)
 	}
 	if ch.probed {
@@ -449,13 +451,13 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// A failed probe is reported, with what it was for.
 	boom := errors.New("boom")
 	ch = &chooser{requested: ModelAuto, probed: true, probeErr: boom}
-	if _, _, err := ch.choose(&Interface{Name: "eth0", Kind: kindVeth}); !errors.Is(err, boom) || !strings.Contains(err.Error(), "probing the kernel for model auto") {
+	if _, _, err := ch.choose(&sandbox.Interface{Name: "eth0", Kind: kindVeth}); !errors.Is(err, boom) || !strings.Contains(err.Error(), "probing the kernel for model auto") {
 		t.Errorf("choose with a failed probe = %v", err)
 	}
 	// A requested model is used as is, without probing, whatever the kernel.
 	for _, model := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
 		ch = &chooser{requested: model}
-		m, why, err := ch.choose(&Interface{Name: "eth0", Kind: kindVeth})
+		m, why, err := ch.choose(&sandbox.Interface{Name: "eth0", Kind: kindVeth})
 		if err != nil || m.name() != model || why != "" || ch.probed {
 			t.Errorf("requested %s: choose = %v %q %v (probed %t)", model, m, why, err, ch.probed)
 		}
@@ -463,11 +465,11 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// Auto supports what tcfilter supports, without probing.
 	ch = &chooser{requested: ModelAuto}
 	for _, kind := range []string{kindVeth, kindMacvlan, kindIpvlan, journal.KindTuntap} {
-		if err := ch.supports(&Interface{Name: "x", Kind: kind}); err != nil {
+		if err := ch.supports(&sandbox.Interface{Name: "x", Kind: kind}); err != nil {
 			t.Errorf("auto supports(%s) = %v", kind, err)
 		}
 	}
-	if err := ch.supports(&Interface{Name: "vx0", Kind: "vxlan"}); err == nil {
+	if err := ch.supports(&sandbox.Interface{Name: "vx0", Kind: "vxlan"}); err == nil {
 		t.Error("auto supports vxlan")
 	}
 	if ch.probed {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/macvtap"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // macvtapModel puts a macvtap on the interface, as Kata's macvtap mode
@@ -27,8 +28,8 @@ import (
 //	mknod STATEDIR/ID.dev/nbm-eth0 c MAJOR MINOR
 type macvtapModel struct{}
 
-func (macvtapModel) name() Model                   { return ModelMacvtap }
-func (macvtapModel) supports(ifc *Interface) error { return supportsKind(ModelMacvtap, ifc) }
+func (macvtapModel) name() Model                           { return ModelMacvtap }
+func (macvtapModel) supports(ifc *sandbox.Interface) error { return supportsKind(ModelMacvtap, ifc) }
 
 func (macvtapModel) wire(tx *txn, nic *NIC) error {
 	nic.MacvtapMode = tx.cfg.MacvtapMode

@@ -9,6 +9,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // model connects one attached interface to the guest.
@@ -23,7 +24,7 @@ type model interface {
 	// name returns the model's name, as recorded in the state.
 	name() Model
 	// supports reports why the model cannot carry ifc, or nil.
-	supports(ifc *Interface) error
+	supports(ifc *sandbox.Interface) error
 	// wire creates what connects nic's interface to the guest, each object
 	// through tx so that it is journaled before it exists, and fills in
 	// nic's Tap, TapMAC and model fields.
@@ -74,7 +75,7 @@ var kindSupport = map[Model]map[string]string{
 	},
 }
 
-func supportsKind(model Model, ifc *Interface) error {
+func supportsKind(model Model, ifc *sandbox.Interface) error {
 	if ifc.Kind == journal.KindTuntap {
 		return nil // an existing tap is passed through by every model
 	}
@@ -113,7 +114,7 @@ func (c *chooser) probe() (probe.Features, error) {
 
 // supports reports whether the requested model (for auto: any model) can
 // carry ifc.
-func (c *chooser) supports(ifc *Interface) error {
+func (c *chooser) supports(ifc *sandbox.Interface) error {
 	if c.requested != ModelAuto {
 		return supportsKind(c.requested, ifc)
 	}
@@ -121,7 +122,7 @@ func (c *chooser) supports(ifc *Interface) error {
 }
 
 // choose returns the model for ifc and, when setup chose it, why.
-func (c *chooser) choose(ifc *Interface) (model, string, error) {
+func (c *chooser) choose(ifc *sandbox.Interface) (model, string, error) {
 	if ifc.Kind == journal.KindTuntap {
 		return passthrough{}, "an existing tap: handed to the guest as it is", nil
 	}
@@ -251,9 +252,9 @@ func ModelSupport(f probe.Features) []ModelAvailable {
 // none creates the taps and wires nothing.
 type none struct{}
 
-func (none) name() Model                   { return ModelNone }
-func (none) supports(ifc *Interface) error { return supportsKind(ModelNone, ifc) }
-func (none) wire(tx *txn, nic *NIC) error  { return tx.createTap(nic) }
+func (none) name() Model                           { return ModelNone }
+func (none) supports(ifc *sandbox.Interface) error { return supportsKind(ModelNone, ifc) }
+func (none) wire(tx *txn, nic *NIC) error          { return tx.createTap(nic) }
 func (none) plan(tx *txn, nic *NIC) ([]journal.Planned, error) {
 	s, err := tx.tapStep(nic)
 	return []journal.Planned{s}, err
@@ -263,8 +264,8 @@ func (none) check(c *checker, nic *NIC) { c.tap(nic) }
 // passthrough hands an existing tap to the guest as it is.
 type passthrough struct{}
 
-func (passthrough) name() Model               { return ModelPassthrough }
-func (passthrough) supports(*Interface) error { return nil }
+func (passthrough) name() Model                       { return ModelPassthrough }
+func (passthrough) supports(*sandbox.Interface) error { return nil }
 func (passthrough) wire(tx *txn, nic *NIC) error {
 	nic.Tap, nic.TapIndex, nic.TapMAC = nic.Name, nic.Index, nic.GuestMAC
 	if tx.cfg.HoldFDs {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/netview"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macaddr"
 	"github.com/netbridge/netbridge/pkg/netns"
@@ -242,18 +243,17 @@ type txn struct {
 	start   time.Time
 	req     journal.Request // what this call wires
 	iface   string          // the interface being wired, which owns the steps
-	ifs     []Interface     // the links found at the start
-	qdiscs  []netlink.Qdisc // every qdisc, once ingressOf needed them
+	view    *netview.View   // the netns as found at the start
 	macs    map[string]bool // every MAC in the netns, and those derived so far
 }
 
 // setup discovers the interfaces and wires the attached ones.
 func (tx *txn) setup() (*Sandbox, error) {
-	v, err := discover(tx.h)
+	v, err := netview.Read(tx.h)
 	if err != nil {
 		return nil, err
 	}
-	tx.ifs, tx.qdiscs = v.ifs, v.qdiscs
+	tx.view = v
 	d, err := decide(v, tx.cfg, tx.req, tx.cfg.Interfaces, tx.st, nil)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func (tx *txn) setup() (*Sandbox, error) {
 		tx.log.Warn("interface skipped", "interface", linkname.Show(i.Name), "reason", i.Reason)
 	}
 	tx.macs = map[string]bool{}
-	for _, i := range v.ifs {
+	for _, i := range v.Links {
 		tx.macs[i.MAC.String()] = true
 	}
 	nics, err := tx.wireAll(d.ch, d.attach, nil)
@@ -290,7 +290,7 @@ func (tx *txn) setup() (*Sandbox, error) {
 // them. Every object is journaled under its interface's name. On failure
 // the NICs' files are closed and what was made stays journaled for the
 // caller's rollback.
-func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([]NIC, error) {
+func (tx *txn) wireAll(ch *chooser, ifcs []netview.Link, before func(netview.Link)) ([]NIC, error) {
 	nics := make([]*NIC, len(ifcs))
 	models := make([]model, len(ifcs))
 	fail := func(err error) ([]NIC, error) {
@@ -306,7 +306,7 @@ func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([
 		if before != nil {
 			before(ifc)
 		}
-		m, why, err := ch.choose(&ifcs[i])
+		m, why, err := ch.choose(&ifcs[i].Interface)
 		if err != nil {
 			return fail(fmt.Errorf("interface %q: %w", ifc.Name, err))
 		}
@@ -332,7 +332,7 @@ func (tx *txn) wireAll(ch *chooser, ifcs []Interface, before func(Interface)) ([
 	if len(batch) > 0 {
 		if k, err := tx.jt.Do(tx.ctx, batch...); err != nil {
 			iface := batch[k].Step.Iface
-			i := slices.IndexFunc(ifcs, func(ifc Interface) bool { return ifc.Name == iface })
+			i := slices.IndexFunc(ifcs, func(ifc netview.Link) bool { return ifc.Name == iface })
 			return fail(fmt.Errorf("interface %q: %w", iface, explainMissing(err, models[i].name())))
 		}
 	}
@@ -396,37 +396,15 @@ func (tx *txn) deriveMAC(ifname, purpose string) MAC {
 // nameFree checks that no link of the netns is called name, which netbridge
 // would create for interface ifname.
 func (tx *txn) nameFree(name, ifname string) error {
-	return nameFree(tx.ifs, name, ifname, tx.id, tx.st, nil)
-}
-
-// nameFree checks that no link among ifs is called name, which netbridge
-// would create for interface ifname of sandbox id, except a link of id
-// that an undo about to run deletes (gone names them). st is where the
-// owner of a link netbridge made for another sandbox is looked for.
-func nameFree(ifs []Interface, name, ifname, id string, st *state.Store, gone map[string]bool) error {
-	for _, i := range ifs {
-		if i.Name != name {
-			continue
-		}
-		switch {
-		case i.Owner == id && gone[name]:
-			return nil
-		case i.Owner == id:
-			return fmt.Errorf("name %q for interface %q is taken by the %s netbridge made for another interface of this sandbox; choose another tap name", name, ifname, i.Kind)
-		case i.Owner != "":
-			return fmt.Errorf("name %q for interface %q is taken by a link netbridge made for %s", name, ifname, ownerText(st, i.Owner))
-		}
-		return fmt.Errorf("name %q for interface %q is taken by an existing %s link that netbridge did not create; rename or remove it", name, ifname, i.Kind)
-	}
-	return nil
+	return tx.view.NameFree(name, ifname, tx.id, tx.st, nil)
 }
 
 // decision is what a request wires in a netns: the interfaces to attach,
 // the chooser of their models, and the interfaces skipped with a warning.
 type decision struct {
-	attach  []Interface
+	attach  []netview.Link
 	ch      *chooser
-	skipped []Interface
+	skipped []netview.Link
 }
 
 // decide checks a request against the netns as v shows it, with every
@@ -436,33 +414,33 @@ type decision struct {
 // something is left to attach; the names of the links to create are free
 // (but for links of cfg.ID that an undo about to run deletes: gone). It
 // changes nothing.
-func decide(v *netnsView, cfg Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
+func decide(v *netview.View, cfg Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
 	d := &decision{ch: &chooser{requested: req.Model}}
-	if err := v.selectInterfaces(names, d.ch.supports, st, cfg.ID); err != nil {
+	if err := v.Select(names, d.ch.supports, st, cfg.ID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	for _, i := range v.ifs {
-		if i.unsupported && len(i.Addresses) > 0 {
+	for _, i := range v.Links {
+		if i.Unsupported && len(i.Addresses) > 0 {
 			if cfg.Strict {
 				return nil, fmt.Errorf("%w: interface %q: %s (without --strict it would be skipped)", ErrInvalidConfig, i.Name, i.Reason)
 			}
 			d.skipped = append(d.skipped, i)
 		}
 	}
-	d.attach = slices.DeleteFunc(slices.Clone(v.ifs), func(i Interface) bool { return !i.Attach })
+	d.attach = slices.DeleteFunc(slices.Clone(v.Links), func(i netview.Link) bool { return !i.Attach })
 	if len(d.attach) == 0 {
-		if len(v.ifs) == 0 {
+		if len(v.Links) == 0 {
 			return nil, fmt.Errorf("%w: the netns has no interface but the loopback (a sandbox without a network)", ErrNoInterface)
 		}
 		var why []string
-		for _, i := range v.ifs {
+		for _, i := range v.Links {
 			why = append(why, fmt.Sprintf("%s: %s", linkname.Show(i.Name), i.Reason))
 		}
 		return nil, fmt.Errorf("%w (%s); name one with --interfaces", ErrNoInterface, strings.Join(why, "; "))
 	}
 	for i := range d.attach {
 		ifc := &d.attach[i]
-		m, _, err := d.ch.choose(ifc)
+		m, _, err := d.ch.choose(&ifc.Interface)
 		if err != nil {
 			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
 		}
@@ -476,7 +454,7 @@ func decide(v *netnsView, cfg Config, req journal.Request, names []string, st *s
 			made = []string{deviceName(req, macvtapPrefix, ifc.Name)}
 		}
 		for _, name := range made {
-			if err := nameFree(v.ifs, name, ifc.Name, cfg.ID, st, gone); err != nil {
+			if err := v.NameFree(name, ifc.Name, cfg.ID, st, gone); err != nil {
 				return nil, err
 			}
 		}
@@ -492,7 +470,7 @@ func decide(v *netnsView, cfg Config, req journal.Request, names []string, st *s
 // back. sameNetns says that rec was made in this netns (else its steps
 // are elsewhere).
 func precheck(h *netlink.Handle, cfg Config, req journal.Request, names []string, st *state.Store, rec *journal.Record, sameNetns bool, undo func(journal.Step) bool) error {
-	v, err := discover(h)
+	v, err := netview.Read(h)
 	if err != nil {
 		return err
 	}
@@ -511,8 +489,8 @@ func precheck(h *netlink.Handle, cfg Config, req journal.Request, names []string
 				filtersGone[s.Link] = true
 			}
 		}
-		forgetWirings(v.ifs, cfg.ID, gone, filtersGone)
-		addressesBack(v.ifs, undone)
+		v.Forget(cfg.ID, gone, filtersGone)
+		v.AddressesBack(undone)
 	}
 	_, err = decide(v, cfg, req, names, st, gone)
 	return err

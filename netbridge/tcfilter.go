@@ -3,7 +3,6 @@ package netbridge
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -11,6 +10,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // tcfilter connects interface and tap with an ingress qdisc on each and a
@@ -22,8 +22,8 @@ import (
 //	    u32 match u8 0 0 action mirred egress redirect dev DST
 type tcfilter struct{}
 
-func (tcfilter) name() Model                   { return ModelTCFilter }
-func (tcfilter) supports(ifc *Interface) error { return supportsKind(ModelTCFilter, ifc) }
+func (tcfilter) name() Model                           { return ModelTCFilter }
+func (tcfilter) supports(ifc *sandbox.Interface) error { return supportsKind(ModelTCFilter, ifc) }
 
 func (m tcfilter) wire(tx *txn, nic *NIC) error {
 	steps, err := m.plan(tx, nic)
@@ -46,10 +46,12 @@ func (tcfilter) plan(tx *txn, nic *NIC) ([]journal.Planned, error) {
 	steps := []journal.Planned{tapStep}
 	var ref *journal.LinkRef
 	txqlen := -1
-	if i := slices.IndexFunc(tx.ifs, func(i Interface) bool { return i.Index == nic.Index }); i >= 0 {
-		ref, txqlen = tx.ifs[i].ref, tx.ifs[i].txqlen
+	var q netlink.Qdisc
+	if l := tx.view.Find(nic.Index); l != nil {
+		ref, txqlen = l.Ref, l.TxQLen
+		q, err = l.Ingress()
 	}
-	switch q, err := tx.ingressOf(nic.Name, nic.Index); {
+	switch {
 	case err != nil:
 		return nil, err
 	case q == nil:
@@ -109,21 +111,6 @@ func (tx *txn) ingressStep(name string, index *int) journal.Planned {
 	return journal.Planned{Step: journal.Step{Op: journal.OpQdisc, Link: name, Iface: tx.iface}, Make: func() error {
 		return tx.h.QdiscAdd(tcredirect.Ingress(*index))
 	}}
-}
-
-// ingressOf is findIngress for the CNI interface name of index index, from
-// one dump of every qdisc of the netns per setup rather than one per
-// interface. It serves the CNI interfaces only: the qdiscs netbridge adds
-// later in the setup go on other links.
-func (tx *txn) ingressOf(name string, index int) (netlink.Qdisc, error) {
-	if tx.qdiscs == nil {
-		qs, err := nlretry.Dump(func() ([]netlink.Qdisc, error) { return tx.h.QdiscList(nil) })
-		if err != nil {
-			return nil, fmt.Errorf("listing qdiscs: %w", err)
-		}
-		tx.qdiscs = qs
-	}
-	return tcredirect.IngressOf(tx.qdiscs, name, index)
 }
 
 // redirectStep is the step adding our filter on link src (index *src by

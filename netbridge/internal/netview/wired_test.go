@@ -1,4 +1,4 @@
-package netbridge
+package netview
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // TestTakenErrorSaysWhereTheOwnerIs: the error of an interface wired for
@@ -20,19 +21,19 @@ func TestTakenErrorSaysWhereTheOwnerIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, mode := range map[string]journal.Mode{"whole": "", "cni": journal.ModeAttach} {
-		if err := st.Write(id, &journal.Record{Version: journal.Version, Mode: mode, Sandbox: Sandbox{ID: id}}); err != nil {
+		if err := st.Write(id, &journal.Record{Version: journal.Version, Mode: mode, Sandbox: sandbox.Sandbox{ID: id}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ifc := func(w ...wiring) *Interface {
-		i := &Interface{Name: "eth0"}
+	ifc := func(w ...wiring) *Link {
+		i := &Link{Interface: sandbox.Interface{Name: "eth0"}}
 		i.setWirings(w)
 		return i
 	}
 	via := `a tc redirect at priority 20034 sends its frames to "nb-eth0"`
 	for _, c := range []struct {
 		name    string
-		ifc     *Interface
+		ifc     *Link
 		st      *state.Store
 		self    string
 		want    []string
@@ -56,7 +57,7 @@ func TestTakenErrorSaysWhereTheOwnerIs(t *testing.T) {
 		if c.notWant != "" && strings.Contains(msg, c.notWant) {
 			t.Errorf("%s: %q says %q", c.name, msg, c.notWant)
 		}
-		if !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, ErrInterfaceTaken) {
+		if !errors.Is(err, sandbox.ErrInvalidConfig) || !errors.Is(err, ErrInterfaceTaken) {
 			t.Errorf("%s: not ErrInvalidConfig and ErrInterfaceTaken", c.name)
 		}
 	}
