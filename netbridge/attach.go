@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/model"
 	"github.com/netbridge/netbridge/netbridge/internal/netview"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/state"
@@ -38,133 +39,127 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", ErrInvalidConfig)
 	}
-	start := time.Now()
-	log := loggerFrom(ctx).With("id", cfg.ID)
-	c, err := begin(ctx, cfg)
+	s, err := begin(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer c.end()
-	st, n, req := c.st, c.n, c.req
-	req.Interfaces = nil // a request per interface; the names are the keys
+	defer s.end()
+	s.req.Interfaces = nil // a request per interface; the names are the keys
+	rec, err := s.attachRecord(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var sb *Sandbox
+	err = s.run(rec, func(tx *journal.Tx) error {
+		sb, err = s.attach(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attaching %v to sandbox %q in netns %q: %w", cfg.Interfaces, cfg.ID, cfg.Netns, err)
+	}
+	s.log.Info("attached", "netns", cfg.Netns, "interfaces", cfg.Interfaces, "nics", len(sb.NICs), "elapsed", time.Since(s.start))
+	return sb, nil
+}
 
-	rec, err := journal.Read(st, cfg.ID)
+// attachRecord returns the record the interfaces are attached to: the one
+// of the sandbox in this netns, or a new one. A sandbox set up as a whole
+// is refused; one attached in a netns that is gone or was replaced is
+// forgotten (its objects went with it).
+func (s *session) attachRecord(ctx context.Context) (*journal.Record, error) {
+	cfg := s.cfg
+	rec, err := journal.Read(s.st, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
 	if rec != nil && rec.Mode != journal.ModeAttach {
 		return nil, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; tear it down first", ErrModeConflict, cfg.ID)
 	}
-	if rec != nil && rec.NetnsID != n.ID() {
-		// Attached in a netns that is gone or was replaced: its objects
-		// went with it.
-		if err := rec.UndoAll(ctx, st); err != nil {
+	if rec != nil && rec.NetnsID != s.n.ID() {
+		if err := rec.UndoAll(ctx, s.st); err != nil {
 			return nil, fmt.Errorf("forgetting sandbox %q of a netns that is gone: %w", cfg.ID, err)
 		}
-		log.Info("forgot the interfaces attached in a previous netns", "netns", rec.Sandbox.Netns)
+		s.log.Info("forgot the interfaces attached in a previous netns", "netns", rec.Sandbox.Netns)
 		rec = nil
 	}
 	if rec == nil {
 		rec = &journal.Record{
-			Version:  journal.Version,
-			Mode:     journal.ModeAttach,
-			Phase:    sandbox.PhaseReady,
-			Created:  time.Now().UTC(),
-			NetnsID:  n.ID(),
-			Requests: map[string]journal.Request{},
-			Sandbox:  Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: req.Model, NICs: []NIC{}},
+			Version:     journal.Version,
+			Mode:        journal.ModeAttach,
+			Phase:       sandbox.PhaseReady,
+			Created:     time.Now().UTC(),
+			NetnsID:     s.n.ID(),
+			NetnsCookie: netnsCookie(s.n),
+			Requests:    map[string]journal.Request{},
+			Sandbox:     Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []NIC{}},
 		}
-		rec.NetnsCookie = netnsCookie(n)
 	}
-	rec.SetLog(log)
+	rec.SetLog(s.log)
 	if rec.Sandbox.DNS.IsZero() {
 		rec.Sandbox.DNS = cfg.DNS
 	}
-	c.req = req
-	var sb *Sandbox
-	err = c.run(ctx, cfg, rec, log, start, func(tx *txn) error {
-		sb, err = tx.attach()
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("attaching %v to sandbox %q in netns %q: %w", cfg.Interfaces, cfg.ID, cfg.Netns, err)
-	}
-	log.Info("attached", "netns", cfg.Netns, "interfaces", cfg.Interfaces, "nics", len(sb.NICs), "elapsed", time.Since(start))
-	return sb, nil
+	return rec, nil
 }
 
-// attach wires tx.cfg.Interfaces into the record. It runs on a thread
-// inside the sandbox netns.
-func (tx *txn) attach() (*Sandbox, error) {
-	rec, sb := tx.rec, &tx.rec.Sandbox
-	wired := map[string]bool{}
-	for _, nic := range sb.NICs {
-		wired[nic.Name] = true
-	}
-	// Interfaces to (re)wire, and interfaces whose steps must go first:
-	// those of a crashed attach (steps without a finished NIC), and those
-	// wired differently or broken.
-	var kept, todo []string
-	redo := map[string]bool{}
-	for _, s := range rec.Journal {
-		if !wired[s.Iface] {
-			redo[s.Iface] = true
+// attachPlan is what an attach does to the interfaces of a sandbox: keep
+// those wired as asked, wire the others named, and first undo the steps of
+// those wired differently or broken and of those a crashed attach left.
+type attachPlan struct {
+	keep, wire []string
+	undo       map[string]bool
+}
+
+// plan sorts the interfaces of the record and those the request names.
+func (s *session) plan(tx *journal.Tx) *attachPlan {
+	rec := tx.Record()
+	nics := rec.Sandbox.NICs
+	p := &attachPlan{undo: map[string]bool{}}
+	wired := func(name string) bool { return slices.ContainsFunc(nics, func(n NIC) bool { return n.Name == name }) }
+	for _, st := range rec.Journal {
+		if !wired(st.Iface) {
+			p.undo[st.Iface] = true // a step without a finished NIC
 		}
 	}
 	for name := range rec.Requests {
-		if !wired[name] {
-			redo[name] = true
+		if !wired(name) {
+			p.undo[name] = true
 		}
 	}
-	for _, name := range tx.cfg.Interfaces {
-		i := slices.IndexFunc(sb.NICs, func(n NIC) bool { return n.Name == name })
-		if i >= 0 && rec.Requests[name].Equal(tx.req) && len(checkNICs(tx.h, tx.netnsFd, tx.id, sb.NICs[i:i+1])) == 0 {
-			kept = append(kept, name)
-			continue
+	for _, name := range s.cfg.Interfaces {
+		i := slices.IndexFunc(nics, func(n NIC) bool { return n.Name == name })
+		switch {
+		case i < 0:
+			p.wire = append(p.wire, name)
+		case rec.Requests[name].Equal(s.req) && len(models.Check(tx.Netns().H, s.n.Fd(), s.cfg.ID, nics[i:i+1])) == 0:
+			p.keep = append(p.keep, name)
+		default:
+			p.undo[name] = true
+			p.wire = append(p.wire, name)
 		}
-		if i >= 0 {
-			redo[name] = true
-		}
-		todo = append(todo, name)
 	}
-	if len(redo) > 0 && len(todo) > 0 {
-		// Decide the new request before undoing anything: one that cannot
-		// be wired leaves the interfaces as they are.
-		undo := func(s journal.Step) bool { return redo[s.Iface] }
-		if err := precheck(tx.h, tx.cfg, tx.req, todo, tx.st, rec, true, undo); err != nil {
+	return p
+}
+
+// attach wires the interfaces the request names into the record of tx,
+// next to the others. It runs on a thread inside the sandbox netns.
+func (s *session) attach(ctx context.Context, tx *journal.Tx) (*Sandbox, error) {
+	rec := tx.Record()
+	sb := &rec.Sandbox
+	p := s.plan(tx)
+	if len(p.undo) > 0 {
+		if err := s.undoFirst(ctx, tx, p); err != nil {
 			return nil, err
 		}
 	}
-	if len(redo) > 0 {
-		err := rec.Undo(tx.ctx, tx.h, tx.n, func(s journal.Step) bool { return redo[s.Iface] })
-		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return redo[n.Name] })
-		for name := range redo {
-			delete(rec.Requests, name)
-		}
-		if err != nil {
-			return nil, errors.Join(err, tx.jt.SaveOrRemove())
-		}
-		rec.Phase = sandbox.PhaseReady // what is left in the journal is finished
-		if len(todo) == 0 {
-			if err := tx.jt.SaveOrRemove(); err != nil {
-				return nil, err
-			}
-		}
-		tx.log.Info("undid interfaces wired differently, broken or left by an interrupted attach", "interfaces", slices.Sorted(mapKeys(redo)))
-	}
-	if len(todo) > 0 {
-		if err := tx.attachNew(todo); err != nil {
+	if len(p.wire) > 0 {
+		if err := s.attachNew(ctx, tx, p.wire); err != nil {
 			return nil, err
 		}
 	}
-	if tx.cfg.HoldFDs {
-		for i := range sb.NICs {
-			if slices.Contains(kept, sb.NICs[i].Name) {
-				if err := tx.openQueues(&sb.NICs[i]); err != nil {
-					closeNICs(sb.NICs)
-					return nil, fmt.Errorf("interface %q is attached already: %w", sb.NICs[i].Name, err)
-				}
-			}
+	if s.cfg.HoldFDs {
+		var last string // the interface whose queues openAll opens last
+		kept := func(n *NIC) bool { last = n.Name; return slices.Contains(p.keep, n.Name) }
+		if err := openAll(s.n, tx.Netns().H, sb.NICs, kept); err != nil {
+			return nil, fmt.Errorf("interface %q is attached already: %w", last, err)
 		}
 	}
 	out := *sb
@@ -175,20 +170,47 @@ func (tx *txn) attach() (*Sandbox, error) {
 	return &out, nil
 }
 
+// undoFirst undoes the interfaces p.undo names, once the new request was
+// decided against the netns as that undo will leave it: a request that
+// cannot be wired leaves the interfaces as they are.
+func (s *session) undoFirst(ctx context.Context, tx *journal.Tx, p *attachPlan) error {
+	rec := tx.Record()
+	undo := func(st journal.Step) bool { return p.undo[st.Iface] }
+	if len(p.wire) > 0 {
+		if err := precheck(tx.Netns().H, s.cfg, s.req, p.wire, s.st, rec, true, undo); err != nil {
+			return err
+		}
+	}
+	err := rec.Undo(ctx, tx.Netns().H, s.n, undo)
+	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return p.undo[n.Name] })
+	for name := range p.undo {
+		delete(rec.Requests, name)
+	}
+	if err != nil {
+		return errors.Join(err, tx.SaveOrRemove())
+	}
+	rec.Phase = sandbox.PhaseReady // what is left in the journal is finished
+	if len(p.wire) == 0 {
+		if err := tx.SaveOrRemove(); err != nil {
+			return err
+		}
+	}
+	s.log.Info("undid interfaces wired differently, broken or left by an interrupted attach", "interfaces", slices.Sorted(mapKeys(p.undo)))
+	return nil
+}
+
 // attachNew wires the interfaces named, none of which has steps in the
 // journal. On failure it undoes their steps and keeps the rest.
-func (tx *txn) attachNew(names []string) error {
-	rec, sb := tx.rec, &tx.rec.Sandbox
+func (s *session) attachNew(ctx context.Context, tx *journal.Tx, names []string) error {
+	rec := tx.Record()
+	sb := &rec.Sandbox
 	rec.Phase = sandbox.PhaseSettingUp
 	fail := func(err error) error {
-		mine := map[string]bool{}
-		for _, n := range names {
-			mine[n] = true
-		}
-		tx.log.Warn("attach failed; rolling back", "error", err, "elapsed", time.Since(tx.start))
-		closeNICs(sb.NICs)
-		uerr := rec.Undo(context.WithoutCancel(tx.ctx), tx.h, tx.n, func(s journal.Step) bool { return mine[s.Iface] })
-		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine[n.Name] })
+		s.log.Warn("attach failed; rolling back", "error", err, "elapsed", time.Since(s.start))
+		model.CloseNICs(sb.NICs)
+		mine := func(n string) bool { return slices.Contains(names, n) }
+		uerr := rec.Undo(context.WithoutCancel(ctx), tx.Netns().H, s.n, func(st journal.Step) bool { return mine(st.Iface) })
+		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine(n.Name) })
 		for _, n := range names {
 			delete(rec.Requests, n)
 		}
@@ -198,24 +220,19 @@ func (tx *txn) attachNew(names []string) error {
 		} else {
 			rec.Phase = sandbox.PhaseReady
 		}
-		return errors.Join(err, uerr, tx.jt.SaveOrRemove())
+		return errors.Join(err, uerr, tx.SaveOrRemove())
 	}
-	v, err := netview.Read(tx.h)
+	v, err := netview.Read(tx.Netns().H)
 	if err != nil {
 		return fail(err)
 	}
-	tx.view = v
-	d, err := decide(v, tx.cfg, tx.req, names, tx.st, nil)
+	d, err := decide(v, s.cfg, s.req, names, s.st, nil)
 	if err != nil {
 		return fail(err)
-	}
-	tx.macs = map[string]bool{}
-	for _, i := range v.Links {
-		tx.macs[i.MAC.String()] = true
 	}
 	// Each request is recorded first, so that an interrupted attach is
 	// known by its network too (Collect).
-	nics, err := tx.wireAll(d.ch, d.attach, func(ifc netview.Link) { rec.Requests[ifc.Name] = tx.req })
+	nics, err := s.wireAll(ctx, tx, d, func(ifc netview.Link) { rec.Requests[ifc.Name] = s.req })
 	if err != nil {
 		return fail(err)
 	}
@@ -231,20 +248,10 @@ func (tx *txn) attachNew(names []string) error {
 		}
 	}
 	rec.Phase = sandbox.PhaseReady
-	if err := tx.jt.Save(); err != nil {
+	if err := tx.Save(); err != nil {
 		return fail(err)
 	}
 	return nil
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Detach undoes the wiring of interface ifname of sandbox id, attached by

@@ -1,22 +1,16 @@
 package netbridge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
-	"github.com/netbridge/netbridge/pkg/nlretry"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
-	"github.com/netbridge/netbridge/pkg/tcredirect"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
@@ -92,7 +86,7 @@ func checkIn(rec *journal.Record, nics []NIC) error {
 		return err
 	}
 	defer h.Close()
-	if p := checkNICs(h, n.Fd(), id, nics); len(p) > 0 {
+	if p := models.Check(h, n.Fd(), id, nics); len(p) > 0 {
 		return &CheckError{ID: id, Problems: p}
 	}
 	return nil
@@ -118,126 +112,4 @@ func lockedRecord(ctx context.Context, stateDir, id string) (*state.Store, *jour
 		return nil, nil, nil, err
 	}
 	return st, rec, func() { st.Release(lock, id) }, nil
-}
-
-// checker collects problems found in one netns.
-type checker struct {
-	h        *netlink.Handle
-	netnsFd  int
-	id       string
-	problems []string
-}
-
-func (c *checker) problem(format string, args ...any) {
-	c.problems = append(c.problems, fmt.Sprintf(format, args...))
-}
-
-func (c *checker) link(name string) netlink.Link {
-	l, err := c.h.LinkByName(name)
-	if err != nil {
-		c.problem("%s: %v", name, err)
-		return nil
-	}
-	return l
-}
-
-// checkWiring returns what is wrong with rec's wiring, seen through h in
-// the netns open as netnsFd.
-func checkWiring(h *netlink.Handle, netnsFd int, rec *journal.Record) []string {
-	return checkNICs(h, netnsFd, rec.Sandbox.ID, rec.Sandbox.NICs)
-}
-
-// checkNICs returns what is wrong with the wiring of nics of sandbox id.
-func checkNICs(h *netlink.Handle, netnsFd int, id string, nics []NIC) []string {
-	c := &checker{h: h, netnsFd: netnsFd, id: id}
-	for i := range nics {
-		nic := &nics[i]
-		m, ok := models[nic.Model]
-		if !ok {
-			c.problem("%s: unknown model %q in the state (written by a newer netbridge?)", nic.Name, nic.Model)
-			continue
-		}
-		if l := c.link(nic.Name); l != nil && l.Attrs().Index != nic.Index {
-			c.problem("%s: ifindex is %d, was %d (the interface was recreated)", nic.Name, l.Attrs().Index, nic.Index)
-		}
-		m.check(c, nic)
-	}
-	return c.problems
-}
-
-// owned returns the link called name if it exists, is of the given type
-// and carries our tag; otherwise it records the problem.
-func (c *checker) owned(name, kind string) netlink.Link {
-	l := c.link(name)
-	switch {
-	case l == nil:
-		return nil
-	case l.Type() != kind:
-		c.problem("%s: is a %s link, not a %s", name, l.Type(), kind)
-		return nil
-	case l.Attrs().Alias != journal.OwnerTag(c.id):
-		c.problem("%s: not tagged %q (alias %q)", name, journal.OwnerTag(c.id), l.Attrs().Alias)
-		return nil
-	}
-	return l
-}
-
-func (c *checker) up(l netlink.Link) {
-	if l.Attrs().Flags&net.FlagUp == 0 {
-		c.problem("%s: is down", l.Attrs().Name)
-	}
-}
-
-// tap checks the tap netbridge created for nic, and that the interface
-// still has the guest's MAC.
-func (c *checker) tap(nic *NIC) {
-	if l := c.link(nic.Name); l != nil && nic.HostMAC == nil && !bytes.Equal(l.Attrs().HardwareAddr, nic.GuestMAC) {
-		c.problem("%s: MAC is %s, was %s", nic.Name, l.Attrs().HardwareAddr, nic.GuestMAC)
-	}
-	l := c.owned(nic.Tap, "tuntap")
-	if l == nil {
-		return
-	}
-	c.up(l)
-	if a := l.Attrs(); a.MTU != nic.MTU {
-		c.problem("%s: MTU is %d, want %d", nic.Tap, a.MTU, nic.MTU)
-	}
-	if a := l.Attrs(); !bytes.Equal(a.HardwareAddr, nic.TapMAC) {
-		c.problem("%s: MAC is %s, want %s", nic.Tap, a.HardwareAddr, nic.TapMAC)
-	}
-}
-
-// hostMAC checks that the interface holds the MAC netbridge gave it.
-func (c *checker) hostMAC(nic *NIC) {
-	if nic.HostMAC == nil {
-		return
-	}
-	if l := c.link(nic.Name); l != nil && !bytes.Equal(l.Attrs().HardwareAddr, nic.HostMAC) {
-		c.problem("%s: MAC is %s, want %s (the guest has %s)", nic.Name, l.Attrs().HardwareAddr, nic.HostMAC, nic.GuestMAC)
-	}
-}
-
-// redirect checks that src has an ingress qdisc holding our filter that
-// redirects to dst.
-func (c *checker) redirect(src, dst string) {
-	s, d := c.link(src), c.link(dst)
-	if s == nil || d == nil {
-		return
-	}
-	q, err := journal.FindIngress(c.h, s)
-	if err != nil || q == nil {
-		c.problem("%s: no ingress qdisc (%v)", src, err)
-		return
-	}
-	fs, err := nlretry.Dump(func() ([]netlink.Filter, error) { return c.h.FilterList(s, tcredirect.IngressParent) })
-	if err != nil {
-		c.problem("%s: listing filters: %v", src, err)
-		return
-	}
-	for _, f := range fs {
-		if to, _ := tcredirect.Target(f); f.Attrs().Priority == tcredirect.Priority && to == d.Attrs().Index {
-			return
-		}
-	}
-	c.problem("%s: no redirect filter to %s at prio %d", src, dst, tcredirect.Priority)
 }

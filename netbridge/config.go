@@ -85,7 +85,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: vhost %q; use on, off or auto", ErrInvalidConfig, c.Vhost)
 	}
 	if c.Model != ModelAuto {
-		if _, err := modelByName(c.Model); err != nil {
+		if _, err := models.Lookup(c.Model); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ func Discover(ctx context.Context, path string, names []string) ([]sandbox.Inter
 	if err != nil {
 		return nil, fmt.Errorf("discovering interfaces in netns %q: %w", path, err)
 	}
-	if err := v.Select(names, (&chooser{requested: ModelTCFilter}).supports, nil, ""); err != nil {
+	if err := v.Select(names, models.Chooser(sandbox.ModelTCFilter).Supports, nil, ""); err != nil {
 		return nil, fmt.Errorf("netns %q: %w", path, err)
 	}
 	return v.Interfaces(), nil

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/model"
 	"github.com/netbridge/netbridge/netbridge/internal/netview"
 	"github.com/netbridge/netbridge/pkg/probe"
 	"github.com/netbridge/netbridge/sandbox"
@@ -175,8 +176,8 @@ func TestInterfacesFromRecordedLinks(t *testing.T) {
 		t.Fatalf("interfaces %v, want %v (sorted, without lo)", names, want)
 	}
 	kinds := map[string]string{
-		"dm0": "dummy", "eth0": kindVeth, "mvt0": "macvtap", "nb-eth0": journal.KindTuntap, "net1": kindMacvlan, "net2": kindIpvlan,
-		"net3": kindIpvlan, "net4": kindVeth, "tap0": journal.KindTuntap, "tap1": journal.KindTuntap, "vx0": "vxlan",
+		"dm0": "dummy", "eth0": string(model.KindVeth), "mvt0": "macvtap", "nb-eth0": journal.KindTuntap, "net1": string(model.KindMacvlan), "net2": string(model.KindIpvlan),
+		"net3": string(model.KindIpvlan), "net4": string(model.KindVeth), "tap0": journal.KindTuntap, "tap1": journal.KindTuntap, "vx0": "vxlan",
 	}
 	for _, i := range ifs {
 		if i.Kind != kinds[i.Name] {
@@ -276,18 +277,18 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 			}),
 		}
 	}
-	for model, w := range map[Model]want{
+	for m, w := range map[Model]want{
 		ModelTCFilter: allKinds,
 		ModelNone:     allKinds,
 		ModelAuto:     allKinds,
 		ModelBridge:   vethOnly(ModelBridge),
 		ModelMacvtap:  vethOnly(ModelMacvtap),
 	} {
-		t.Run(string(model), func(t *testing.T) {
+		t.Run(string(m), func(t *testing.T) {
 			links, addrs, routes, neighs := recordedPod()
 			ifs := netview.FromDumps(links, addrs, routes, neighs)
-			ch := &chooser{requested: model}
-			if err := netview.SelectLinks(ifs, nil, ch.supports); err != nil {
+			ch := models.Chooser(m)
+			if err := netview.SelectLinks(ifs, nil, ch.Supports); err != nil {
 				t.Fatal(err)
 			}
 			var attach, warned []string
@@ -305,7 +306,7 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 				if sub, ok := w.reasons[i.Name]; ok && !strings.Contains(i.Reason, sub) {
 					t.Errorf("%s: reason %q, want it to contain %q", i.Name, i.Reason, sub)
 				}
-				if i.Kind == kindMacvlan || i.Kind == kindIpvlan {
+				if i.Kind == string(model.KindMacvlan) || i.Kind == string(model.KindIpvlan) {
 					if !i.Attach && !strings.Contains(i.Reason, "use tcfilter") {
 						t.Errorf("%s (%s) refused without naming tcfilter: %q", i.Name, i.Kind, i.Reason)
 					}
@@ -342,7 +343,7 @@ func TestSelectNamedRecordedLinks(t *testing.T) {
 		{ModelTCFilter, []string{"nb-eth0"}, `created by netbridge for sandbox "other-sandbox"`},
 	} {
 		ifs := netview.FromDumps(recordedPod())
-		err := netview.SelectLinks(ifs, c.names, (&chooser{requested: c.model}).supports)
+		err := netview.SelectLinks(ifs, c.names, models.Chooser(c.model).Supports)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s %v: %v", c.model, c.names, err)
@@ -372,16 +373,17 @@ func features(names ...string) probe.Features {
 }
 
 // injected returns an auto chooser that uses f instead of probing.
-func injected(f probe.Features) *chooser {
-	return &chooser{requested: ModelAuto, features: f, probed: true}
+func injected(f probe.Features) *model.Chooser {
+	return models.Chooser(ModelAuto).WithFeatures(f, nil)
 }
 
 func TestAutoChooser(t *testing.T) {
-	veth := &sandbox.Interface{Name: "eth0", Kind: kindVeth}
-	macvlan := &sandbox.Interface{Name: "net1", Kind: kindMacvlan}
-	ipvlan := &sandbox.Interface{Name: "net2", Kind: kindIpvlan}
+	veth := &sandbox.Interface{Name: "eth0", Kind: string(model.KindVeth)}
+	macvlan := &sandbox.Interface{Name: "net1", Kind: string(model.KindMacvlan)}
+	ipvlan := &sandbox.Interface{Name: "net2", Kind: string(model.KindIpvlan)}
 	tap := &sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}
 	all := features(probe.Names...)
+	noU32 := features(probe.Tun, probe.Ingress, probe.Matchall, probe.Mirred)
 	noMatchall := features(probe.Tun, probe.VhostNet, probe.Ingress, probe.Clsact, probe.U32, probe.Mirred, probe.Bridge, probe.Macvtap)
 	noClassifier := features(probe.Tun, probe.Ingress, probe.Clsact, probe.Mirred, probe.Bridge, probe.Macvtap)
 	noMirred := features(probe.Tun, probe.Ingress, probe.U32, probe.Matchall, probe.Bridge, probe.Macvtap)
@@ -397,9 +399,10 @@ func TestAutoChooser(t *testing.T) {
 		why    string // a substring of the reason, or of the error
 		notWhy string // must not appear in the error
 	}{
-		{"all/veth", all, veth, ModelTCFilter, "ingress, mirred and matchall", ""},
-		{"all/macvlan", all, macvlan, ModelTCFilter, "matchall", ""},
-		{"all/ipvlan", all, ipvlan, ModelTCFilter, "matchall", ""},
+		{"all/veth", all, veth, ModelTCFilter, "ingress, mirred and u32", ""},
+		{"all/macvlan", all, macvlan, ModelTCFilter, "u32", ""},
+		{"matchall only/veth", noU32, veth, ModelTCFilter, "ingress, mirred and matchall", ""},
+		{"all/ipvlan", all, ipvlan, ModelTCFilter, "u32", ""},
 		{"u32 only/veth", noMatchall, veth, ModelTCFilter, "ingress, mirred and u32", ""},
 		{"u32 only/ipvlan", noMatchall, ipvlan, ModelTCFilter, "u32", ""},
 		{"no classifier/veth", noClassifier, veth, ModelBridge, "missing u32 or matchall", ""},
@@ -416,10 +419,10 @@ func TestAutoChooser(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ch := injected(c.f)
-			m, why, err := ch.choose(c.ifc)
+			m, why, err := ch.Choose(c.ifc)
 			if c.model == "" {
 				if err == nil {
-					t.Fatalf("choose = %s (%q), want an error containing %q", m.name(), why, c.why)
+					t.Fatalf("choose = %s (%q), want an error containing %q", m.Name(), why, c.why)
 				}
 				if !strings.Contains(err.Error(), c.why) || (c.notWhy != "" && strings.Contains(err.Error(), c.notWhy)) {
 					t.Errorf("error %q, want it to contain %q (and not %q)", err, c.why, c.notWhy)
@@ -429,11 +432,11 @@ func TestAutoChooser(t *testing.T) {
 			if err != nil {
 				t.Fatalf("choose: %v", err)
 			}
-			if m.name() != c.model || !strings.Contains(why, c.why) {
-				t.Errorf("choose = %s (%q), want %s (reason containing %q)", m.name(), why, c.model, c.why)
+			if m.Name() != c.model || !strings.Contains(why, c.why) {
+				t.Errorf("choose = %s (%q), want %s (reason containing %q)", m.Name(), why, c.model, c.why)
 			}
-			if err := m.supports(c.ifc); err != nil {
-				t.Errorf("the chosen %s model refuses %s: %v", m.name(), c.ifc.Kind, err)
+			if err := model.Carries(m, c.ifc); err != nil {
+				t.Errorf("the chosen %s model refuses %s: %v", m.Name(), c.ifc.Kind, err)
 			}
 		})
 	}
@@ -441,38 +444,38 @@ func TestAutoChooser(t *testing.T) {
 
 func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// An existing tap never needs the probe.
-	ch := &chooser{requested: ModelAuto}
-	if m, _, err := ch.choose(&sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.name() != ModelPassthrough {
+	ch := models.Chooser(ModelAuto)
+	if m, _, err := ch.Choose(&sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.Name() != ModelPassthrough {
 		t.Fatalf("choose(tap) = %v, %v", m, err)
 	}
-	if ch.probed {
+	if ch.Probed() {
 		t.Error("choosing for an existing tap ran the probe")
 	}
 	// A failed probe is reported, with what it was for.
 	boom := errors.New("boom")
-	ch = &chooser{requested: ModelAuto, probed: true, probeErr: boom}
-	if _, _, err := ch.choose(&sandbox.Interface{Name: "eth0", Kind: kindVeth}); !errors.Is(err, boom) || !strings.Contains(err.Error(), "probing the kernel for model auto") {
+	ch = models.Chooser(ModelAuto).WithFeatures(nil, boom)
+	if _, _, err := ch.Choose(&sandbox.Interface{Name: "eth0", Kind: string(model.KindVeth)}); !errors.Is(err, boom) || !strings.Contains(err.Error(), "probing the kernel for model auto") {
 		t.Errorf("choose with a failed probe = %v", err)
 	}
 	// A requested model is used as is, without probing, whatever the kernel.
-	for _, model := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
-		ch = &chooser{requested: model}
-		m, why, err := ch.choose(&sandbox.Interface{Name: "eth0", Kind: kindVeth})
-		if err != nil || m.name() != model || why != "" || ch.probed {
-			t.Errorf("requested %s: choose = %v %q %v (probed %t)", model, m, why, err, ch.probed)
+	for _, want := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
+		ch = models.Chooser(want)
+		m, why, err := ch.Choose(&sandbox.Interface{Name: "eth0", Kind: string(model.KindVeth)})
+		if err != nil || m.Name() != want || why != "" || ch.Probed() {
+			t.Errorf("requested %s: choose = %v %q %v (probed %t)", want, m, why, err, ch.Probed())
 		}
 	}
 	// Auto supports what tcfilter supports, without probing.
-	ch = &chooser{requested: ModelAuto}
-	for _, kind := range []string{kindVeth, kindMacvlan, kindIpvlan, journal.KindTuntap} {
-		if err := ch.supports(&sandbox.Interface{Name: "x", Kind: kind}); err != nil {
+	ch = models.Chooser(ModelAuto)
+	for _, kind := range []string{string(model.KindVeth), string(model.KindMacvlan), string(model.KindIpvlan), journal.KindTuntap} {
+		if err := ch.Supports(&sandbox.Interface{Name: "x", Kind: kind}); err != nil {
 			t.Errorf("auto supports(%s) = %v", kind, err)
 		}
 	}
-	if err := ch.supports(&sandbox.Interface{Name: "vx0", Kind: "vxlan"}); err == nil {
+	if err := ch.Supports(&sandbox.Interface{Name: "vx0", Kind: "vxlan"}); err == nil {
 		t.Error("auto supports vxlan")
 	}
-	if ch.probed {
+	if ch.Probed() {
 		t.Error("supports ran the probe")
 	}
 }
@@ -493,7 +496,8 @@ func TestModelSupportReport(t *testing.T) {
 		works  bool
 		detail string
 	}{
-		{features(probe.Names...), ModelTCFilter, true, "classifier matchall"},
+		{features(probe.Names...), ModelTCFilter, true, "classifier u32"},
+		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Matchall), ModelTCFilter, true, "classifier matchall"},
 		{features(probe.Names...), ModelAuto, true, "picks tcfilter"},
 		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.U32), ModelTCFilter, true, "classifier u32"},
 		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Bridge), ModelTCFilter, false, "missing u32 and matchall"},

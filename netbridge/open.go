@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/model"
 	"github.com/netbridge/netbridge/pkg/netns"
 )
 
@@ -34,17 +37,29 @@ func OpenQueues(ctx context.Context, stateDir, id string) (*Sandbox, error) {
 		return nil, err
 	}
 	defer h.Close()
-	err = n.Do(func() error {
-		for i := range sb.NICs {
-			if err := openQueues(h, &sb.NICs[i]); err != nil {
+	if err := openAll(n, h, sb.NICs, nil); err != nil {
+		return nil, fmt.Errorf("opening the queues of sandbox %q in netns %q: %w", id, sb.Netns, err)
+	}
+	return sb, nil
+}
+
+// openAll opens the queues of the NICs of nics that open selects (every
+// one when nil), on a thread inside n, whose handle h is; on failure it
+// closes every file of nics.
+func openAll(n *netns.NS, h *netlink.Handle, nics []NIC, open func(*NIC) bool) error {
+	err := n.Do(func() error {
+		for i := range nics {
+			if open != nil && !open(&nics[i]) {
+				continue
+			}
+			if err := model.OpenQueues(h, &nics[i]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		sb.Close()
-		return nil, fmt.Errorf("opening the queues of sandbox %q in netns %q: %w", id, sb.Netns, err)
+		model.CloseNICs(nics)
 	}
-	return sb, nil
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
-	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
 	"github.com/netbridge/netbridge/pkg/state"
 )
@@ -53,11 +52,4 @@ func Teardown(ctx context.Context, stateDir, id string) error {
 	}
 	log.Info("torn down", "netns", rec.Sandbox.Netns, "objects", objects, "elapsed", time.Since(start))
 	return nil
-}
-
-// netnsCookie returns n's cookie for the record, 0 when it cannot be read
-// (the record then names its netns by path and inode only).
-func netnsCookie(n *netns.NS) uint64 {
-	c, _ := n.Cookie()
-	return c
 }

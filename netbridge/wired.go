@@ -2,6 +2,7 @@ package netbridge
 
 import (
 	"github.com/netbridge/netbridge/netbridge/internal/netview"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // ErrInterfaceTaken is the cause of a *TakenError: the interface is wired
@@ -12,3 +13,8 @@ var ErrInterfaceTaken = netview.ErrInterfaceTaken
 // (or for this one, through another state directory), and how to free it.
 // It wraps ErrInterfaceTaken and ErrInvalidConfig: nothing was changed.
 type TakenError = netview.TakenError
+
+// ErrFilterPriorityTaken reports that the ingress qdisc of an interface
+// holds a filter of someone else at netbridge's priority, which netbridge
+// keeps for its redirect.
+var ErrFilterPriorityTaken = tcredirect.ErrPriorityTaken

@@ -59,7 +59,7 @@ func runHook(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	h := &hooks.Hook{Stage: stage, Setup: setup.config(sf.stateDir), Log: log}
 	if err := h.Run(ctx, e.stdin); err != nil {
-		log.Error("failed", "stage", stage, "error", oneLine(err))
+		log.Error("failed", "stage", stage, "error", report(err))
 		if errors.Is(err, hooks.ErrBadInput) {
 			err = usageError{err}
 		}

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, e *env) int {
 			return exitCode(logged.err) // its one line is in the log already
 		}
 		if err != nil {
-			fmt.Fprintf(e.stderr, "netbridge %s: %v\n", c.name, oneLine(err))
+			fmt.Fprintf(e.stderr, "netbridge %s: %v\n", c.name, report(err))
 			return exitCode(err)
 		}
 		return exitOK

@@ -131,6 +131,13 @@ func (s *Store) Dir() string { return s.dir }
 
 func (s *Store) path(id, suffix string) string { return filepath.Join(s.dir, id+suffix) }
 
+// NodeDir returns the directory of the private device nodes of sandbox id
+// in the state directory dir: DIR/ID.dev, next to its record.
+func NodeDir(dir, id string) string { return filepath.Join(dir, id+".dev") }
+
+// NodeDir returns the directory of the private device nodes of sandbox id.
+func (s *Store) NodeDir(id string) string { return NodeDir(s.dir, id) }
+
 // Lock is a held per-id lock.
 type Lock struct {
 	f    *os.File

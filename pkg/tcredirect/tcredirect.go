@@ -39,6 +39,23 @@ const (
 	Matchall Classifier = "matchall"
 )
 
+// Classifiers lists the classifiers in the order netbridge tries them:
+// u32, which every kernel with tc filters has, then matchall, only where
+// u32 is missing (trying matchall first costs a module load attempt, a
+// modprobe run by the kernel, on every kernel without it).
+var Classifiers = []Classifier{U32, Matchall}
+
+// Preferred returns the first of Classifiers that has reports present,
+// and whether there is one.
+func Preferred(has func(Classifier) bool) (Classifier, bool) {
+	for _, c := range Classifiers {
+		if has(c) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
 // Ingress returns the ingress qdisc of the link of ifindex index, to add.
 func Ingress(index int) *netlink.Ingress {
 	return &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{

@@ -14,6 +14,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tap"
+	"github.com/netbridge/netbridge/pkg/tcredirect"
 )
 
 // Netns is netlink access to one sandbox netns: a route handle, and a raw
@@ -191,3 +192,11 @@ func (s Scope) Plan(p Planned) Planned {
 	p.Step.Iface = s.iface
 	return p
 }
+
+// Classifier returns the tc classifier of the sandbox's redirect filters,
+// as the record holds it: the one its first filter was made with, "" when
+// none was made yet.
+func (s Scope) Classifier() tcredirect.Classifier { return s.tx.rec.Classifier }
+
+// SetClassifier records c as the classifier of the sandbox's filters.
+func (s Scope) SetClassifier(c tcredirect.Classifier) { s.tx.rec.Classifier = c }

@@ -476,7 +476,7 @@ func (r *Record) undoDevice(id string, s Step) error {
 // the state directory of an older record, or by another name of that
 // directory. Anything else was not written by netbridge and is refused.
 func (r *Record) devicePath(id, recorded string) (string, error) {
-	devDir := filepath.Join(r.dir, id+".dev")
+	devDir := state.NodeDir(r.dir, id)
 	name := filepath.Base(recorded)
 	ours := filepath.Join(devDir, name)
 	clean, parent := filepath.Clean(recorded), filepath.Dir(filepath.Clean(recorded))
@@ -484,7 +484,7 @@ func (r *Record) devicePath(id, recorded string) (string, error) {
 	case r.dir == "" || linkname.Check(name) != nil:
 	case clean == ours:
 		return ours, nil
-	case !filepath.IsAbs(clean) && filepath.Base(parent) == id+".dev":
+	case !filepath.IsAbs(clean) && filepath.Base(parent) == filepath.Base(devDir):
 		return ours, nil
 	case sameDir(parent, devDir):
 		return ours, nil

@@ -1,0 +1,132 @@
+package netbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netbridge/netbridge/netbridge/internal/journal"
+	"github.com/netbridge/netbridge/netbridge/internal/model"
+	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/pkg/state"
+	"github.com/netbridge/netbridge/sandbox"
+)
+
+// session is what Setup and Attach hold while they work: the request, the
+// state store with the lock of the sandbox id, and its open netns, locked.
+type session struct {
+	cfg   Config
+	req   journal.Request
+	st    *state.Store
+	lock  *state.Lock
+	n     *netns.NS
+	log   *slog.Logger
+	start time.Time
+}
+
+// begin validates cfg, takes the lock of its id and opens its netns.
+func begin(ctx context.Context, cfg Config) (*session, error) {
+	start := time.Now()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	vhost, err := resolveVhost(cfg.Vhost)
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Open(state.Dir(cfg.StateDir))
+	if err != nil {
+		return nil, err
+	}
+	lock, err := st.Lock(ctx, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	n, err := netns.Open(cfg.Netns)
+	if err != nil {
+		st.Release(lock, cfg.ID)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := lockNetns(ctx, n); err != nil {
+		n.Close()
+		st.Release(lock, cfg.ID)
+		return nil, err
+	}
+	log := loggerFrom(ctx).With("id", cfg.ID)
+	return &session{cfg: cfg, req: cfg.request(vhost), st: st, lock: lock, n: n, log: log, start: start}, nil
+}
+
+// end closes the netns and releases the lock.
+func (s *session) end() {
+	s.n.Close()
+	s.st.Release(s.lock, s.cfg.ID)
+}
+
+// netnsLockPoll bounds the wait between two tries of lockNetns.
+const netnsLockPoll = 20 * time.Millisecond
+
+// lockNetns takes an exclusive flock on the open netns n (the namespace's
+// own inode, whichever path named it), which every Setup and Attach in
+// that netns takes, whatever its sandbox and state directory: deciding
+// that an interface is free and wiring it are then one step, and two
+// sandboxes cannot both take one interface. Closing n releases it. It
+// waits until ctx is done. A kernel that cannot lock the namespace file
+// leaves it unlocked, as before.
+func lockNetns(ctx context.Context, n *netns.NS) error {
+	delay := time.Millisecond
+	for {
+		err := unix.Flock(n.Fd(), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another netbridge setting up in netns %q: %w", n.Path(), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, netnsLockPoll)
+	}
+}
+
+// run runs fn on a thread inside the netns, with a transaction on rec.
+func (s *session) run(rec *journal.Record, fn func(*journal.Tx) error) error {
+	return journal.In(s.n, func(k *journal.Netns) error {
+		return fn(journal.NewTx(k, s.st, rec, s.log, s.start))
+	})
+}
+
+// options returns what the request asks of every model.
+func (s *session) options() *model.Options {
+	return &model.Options{
+		HoldFDs: s.cfg.HoldFDs, TapOwner: s.cfg.TapOwner, TapGroup: s.cfg.TapGroup,
+		MacvtapMode: s.cfg.MacvtapMode, NodeDir: s.st.NodeDir(s.cfg.ID),
+	}
+}
+
+// resolveVhost says whether to use vhost-net.
+func resolveVhost(v sandbox.Vhost) (bool, error) {
+	_, err := os.Stat(probe.VhostNetPath)
+	switch v {
+	case sandbox.VhostOn:
+		if err != nil {
+			return false, fmt.Errorf("vhost on: %s is not available (%w); load vhost_net or use --vhost auto or off", probe.VhostNetPath, err)
+		}
+		return true, nil
+	case sandbox.VhostAuto:
+		return err == nil, nil
+	}
+	return false, nil
+}
+
+// netnsCookie returns n's cookie for the record, 0 when it cannot be read
+// (the record then names its netns by path and inode only).
+func netnsCookie(n *netns.NS) uint64 {
+	c, _ := n.Cookie()
+	return c
+}
