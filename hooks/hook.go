@@ -10,7 +10,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
@@ -33,35 +32,24 @@ const (
 	AnnotationContainerdContainerType = "io.kubernetes.cri.container-type"
 )
 
-// Library is what a hook needs of netbridge; tests substitute a fake.
+// Library is what a hook needs of netbridge: a *netbridge.Manager, on the
+// state directory the hook was given; tests substitute a fake.
 type Library interface {
-	Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error)
-	Teardown(ctx context.Context, stateDir, id string) error
+	Setup(ctx context.Context, cfg sandbox.Config) (*sandbox.Sandbox, error)
+	Teardown(ctx context.Context, id string) error
 }
-
-// libraryFuncs is the real library.
-type libraryFuncs struct{}
-
-func (libraryFuncs) Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error) {
-	return netbridge.Setup(ctx, cfg)
-}
-func (libraryFuncs) Teardown(ctx context.Context, stateDir, id string) error {
-	return netbridge.Teardown(ctx, stateDir, id)
-}
-
-// Netbridge is the real library.
-var Netbridge Library = libraryFuncs{}
 
 // Hook is one invocation of the hook.
 type Hook struct {
 	// Stage is the OCI hook stage the runtime called the hook for.
 	Stage string
 	// Setup is the configuration for setup stages; ID and Netns are filled
-	// in from the state. StateDir is also used by poststop.
-	Setup netbridge.Config
-	// Log receives one line per step. Nil discards.
+	// in from the state.
+	Setup sandbox.Config
+	// Log receives the hook's own lines (the library logs through its
+	// own logger). Nil discards.
 	Log *slog.Logger
-	// Lib is the library; nil means Netbridge.
+	// Lib is the library.
 	Lib Library
 }
 
@@ -146,7 +134,7 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	}
 	lib := h.Lib
 	if lib == nil {
-		lib = Netbridge
+		return errors.New("hook: no library to call")
 	}
 	log = log.With("stage", h.Stage)
 	switch h.Stage {
@@ -163,15 +151,13 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
-	// The library adds the id to its own lines.
-	ctx = netbridge.ContextWithLogger(ctx, log)
 	log = log.With("id", t.SandboxID)
 	if t.Skip != "" {
 		log.Info("nothing to do: " + t.Skip)
 		return nil
 	}
 	if h.Stage == StagePoststop {
-		if err := lib.Teardown(ctx, h.Setup.StateDir, t.SandboxID); err != nil {
+		if err := lib.Teardown(ctx, t.SandboxID); err != nil {
 			return fmt.Errorf("poststop: %w", err)
 		}
 		return nil
@@ -187,7 +173,7 @@ func (h *Hook) Run(ctx context.Context, stdin io.Reader) error {
 	}
 	log.Info("setting up", "netns", t.Netns, "pid", st.Pid, "status", st.Status, "elapsed", time.Since(start))
 	sb, err := lib.Setup(ctx, cfg)
-	if errors.Is(err, netbridge.ErrNoInterface) && len(cfg.Interfaces) == 0 {
+	if errors.Is(err, sandbox.ErrNoInterface) && len(cfg.Interfaces) == 0 {
 		// A sandbox without a network (podman --network none, a pod
 		// with host networking in a netns of its own): nothing to wire,
 		// and nothing to refuse the container for.

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/golden"
 )
@@ -23,9 +22,9 @@ type fakeLib struct {
 	err   error
 }
 
-func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.Sandbox, error) {
+func (f *fakeLib) Setup(ctx context.Context, cfg sandbox.Config) (*sandbox.Sandbox, error) {
 	_, hasDeadline := ctx.Deadline()
-	call := fmt.Sprintf("setup id=%s netns=%s model=%s queues=%d state=%s deadline=%v", cfg.ID, cfg.Netns, cfg.Model, cfg.Queues, cfg.StateDir, hasDeadline)
+	call := fmt.Sprintf("setup id=%s netns=%s model=%s queues=%d deadline=%v", cfg.ID, cfg.Netns, cfg.Model, cfg.Queues, hasDeadline)
 	if !cfg.DNS.IsZero() {
 		call += fmt.Sprintf(" dns=%v", cfg.DNS.Nameservers)
 	}
@@ -36,8 +35,8 @@ func (f *fakeLib) Setup(ctx context.Context, cfg netbridge.Config) (*sandbox.San
 	return &sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, NICs: []sandbox.NIC{{Name: "eth0", Tap: "nb-eth0"}}}, nil
 }
 
-func (f *fakeLib) Teardown(_ context.Context, stateDir, id string) error {
-	f.calls = append(f.calls, fmt.Sprintf("teardown id=%s state=%s", id, stateDir))
+func (f *fakeLib) Teardown(_ context.Context, id string) error {
+	f.calls = append(f.calls, fmt.Sprintf("teardown id=%s", id))
 	return f.err
 }
 
@@ -71,38 +70,38 @@ func TestRun(t *testing.T) {
 	}{
 		{"runc prestart", "prestart", netnsConfig,
 			`{"ociVersion":"1.0.2-dev","id":"c1","status":"creating","pid":4242,"bundle":"BUNDLE","annotations":{}}`,
-			"setup id=c1 netns=/run/netns/cni-1 model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=c1 netns=/run/netns/cni-1 model=tcfilter queues=2 deadline=true"},
 		{"crun createRuntime", "createRuntime", netnsConfig,
 			`{"ociVersion":"1.0","id":"c2","status":"created","pid":77,"bundle":"BUNDLE","root":"/run/crun"}`,
-			"setup id=c2 netns=/run/netns/cni-1 model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=c2 netns=/run/netns/cni-1 model=tcfilter queues=2 deadline=true"},
 		{"kata prestart (no ociVersion, no status, hypervisor pid)", "prestart", netnsConfig,
 			`{"id":"c3","pid":999,"bundle":"BUNDLE","annotations":{"io.kubernetes.cri.sandbox-id":"kata-sb"}}`,
-			"setup id=kata-sb netns=/run/netns/cni-1 model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=kata-sb netns=/run/netns/cni-1 model=tcfilter queues=2 deadline=true"},
 		{"netns made by the runtime: use the pid", "prestart", newNetConfig,
 			`{"ociVersion":"1.0.2","id":"c4","status":"creating","pid":1234,"bundle":"BUNDLE"}`,
-			"setup id=c4 netns=/proc/1234/ns/net model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=c4 netns=/proc/1234/ns/net model=tcfilter queues=2 deadline=true"},
 		{"missing bundle: fall back to the pid", "prestart", "",
 			`{"ociVersion":"1.0.2","id":"c5","status":"creating","pid":55,"bundle":"BUNDLE"}`,
-			"setup id=c5 netns=/proc/55/ns/net model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=c5 netns=/proc/55/ns/net model=tcfilter queues=2 deadline=true"},
 		{"CRI sandbox id from config.json annotations", "prestart", criConfig,
 			`{"ociVersion":"1.0.2","id":"c6","status":"creating","pid":9,"bundle":"BUNDLE"}`,
-			"setup id=pod-abc netns=/run/netns/cni-2 model=tcfilter queues=2 state=/st deadline=true"},
+			"setup id=pod-abc netns=/run/netns/cni-2 model=tcfilter queues=2 deadline=true"},
 		{"CRI-O annotations", "prestart", crioConfig,
 			`{"ociVersion":"1.0.2","id":"c6b","status":"creating","pid":9,"bundle":"BUNDLE"}`,
-			"setup id=crio-sb netns=/var/run/netns/x model=tcfilter queues=2 state=/st deadline=true dns=[198.51.100.53]"},
+			"setup id=crio-sb netns=/var/run/netns/x model=tcfilter queues=2 deadline=true dns=[198.51.100.53]"},
 		{"app container is a no-op", "prestart", appConfig,
 			`{"ociVersion":"1.0.2","id":"c7","status":"creating","pid":9,"bundle":"BUNDLE"}`, ""},
 		{"host network container is a no-op", "prestart", hostNetConfig,
 			`{"ociVersion":"1.0.2","id":"c8","status":"creating","pid":9,"bundle":"BUNDLE"}`, ""},
 		{"poststop without pid", "poststop", netnsConfig,
 			`{"ociVersion":"1.0.2","id":"c9","status":"stopped","bundle":"BUNDLE"}`,
-			"teardown id=c9 state=/st"},
+			"teardown id=c9"},
 		{"poststop with the bundle gone", "poststop", "",
 			`{"ociVersion":"1.0.2","id":"c10","status":"stopped","bundle":"/nonexistent/bundle"}`,
-			"teardown id=c10 state=/st"},
+			"teardown id=c10"},
 		{"poststop of a CRI sandbox uses the sandbox id", "poststop", criConfig,
 			`{"ociVersion":"1.0.2","id":"c11","status":"stopped","bundle":"BUNDLE"}`,
-			"teardown id=pod-abc state=/st"},
+			"teardown id=pod-abc"},
 		{"other stage ignored", "startContainer", netnsConfig, `not even json`, ""},
 		{"empty stdin", "prestart", netnsConfig, ``, "error: no state on stdin"},
 		{"blank stdin", "prestart", netnsConfig, "  \n", "error: no state on stdin"},
@@ -123,7 +122,7 @@ func TestRun(t *testing.T) {
 				state = `{"id":"x","pad":"` + strings.Repeat("a", maxState) + `"}`
 			}
 			lib := &fakeLib{}
-			h := &Hook{Stage: c.stage, Setup: netbridge.Config{StateDir: "/st", Queues: 2, Model: "tcfilter"}, Lib: lib}
+			h := &Hook{Stage: c.stage, Setup: sandbox.Config{Queues: 2, Model: "tcfilter"}, Lib: lib}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			err := h.Run(ctx, strings.NewReader(state))

@@ -24,7 +24,7 @@ type When struct {
 }
 
 // DefaultTimeout is the hooks.d timeout, in seconds, of the entries
-// HooksConfig writes. The hook's own --timeout (DefaultDeadline) is well
+// HooksConfig writes. The hook's own deadline (its --timeout, 20 seconds by default) is well
 // under it, so the hook rolls back and reports before the runtime kills it.
 const DefaultTimeout = 30
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // TestNoInterfaceIsNothingToDo: a sandbox whose netns has no interface to
@@ -17,7 +17,7 @@ import (
 // at prestart: the hook logs that there is nothing to wire and succeeds,
 // unless interfaces were named explicitly (then their absence is an error).
 func TestNoInterfaceIsNothingToDo(t *testing.T) {
-	noIface := fmt.Errorf("setting up sandbox %q: %w: the netns has no interface but the loopback", "c1", netbridge.ErrNoInterface)
+	noIface := fmt.Errorf("setting up sandbox %q: %w: the netns has no interface but the loopback", "c1", sandbox.ErrNoInterface)
 	for _, c := range []struct {
 		name   string
 		named  []string
@@ -30,7 +30,7 @@ func TestNoInterfaceIsNothingToDo(t *testing.T) {
 			dir := bundle(t, netnsConfig)
 			var log bytes.Buffer
 			lib := &fakeLib{err: noIface}
-			h := &Hook{Stage: StagePrestart, Setup: netbridge.Config{Interfaces: c.named}, Lib: lib, Log: slog.New(slog.NewTextHandler(&log, nil))}
+			h := &Hook{Stage: StagePrestart, Setup: sandbox.Config{Interfaces: c.named}, Lib: lib, Log: slog.New(slog.NewTextHandler(&log, nil))}
 			err := h.Run(context.Background(), strings.NewReader(`{"id":"c1","pid":3,"bundle":"`+dir+`"}`))
 			if c.wantOK {
 				if err != nil {
@@ -41,7 +41,7 @@ func TestNoInterfaceIsNothingToDo(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, netbridge.ErrNoInterface) {
+			if !errors.Is(err, sandbox.ErrNoInterface) {
 				t.Fatalf("Run = %v, want ErrNoInterface", err)
 			}
 		})

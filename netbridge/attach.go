@@ -34,12 +34,12 @@ import (
 // *TakenError.
 //
 // A sandbox set up as a whole by Setup cannot take interfaces one by one:
-// Attach refuses it with ErrModeConflict (an ErrInvalidConfig).
-func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
+// Attach refuses it with ErrModeConflict (a sandbox.ErrInvalidConfig).
+func (m *Manager) Attach(ctx context.Context, cfg sandbox.Config) (*sandbox.Sandbox, error) {
 	if len(cfg.Interfaces) == 0 {
-		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: attach needs the interfaces to attach named", sandbox.ErrInvalidConfig)
 	}
-	s, err := begin(ctx, cfg)
+	s, err := m.begin(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func Attach(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sb *Sandbox
+	var sb *sandbox.Sandbox
 	err = s.run(rec, func(tx *journal.Tx) error {
 		sb, err = s.attach(ctx, tx)
 		return err
@@ -90,7 +90,7 @@ func (s *session) attachRecord(ctx context.Context) (*journal.Record, error) {
 			NetnsID:     s.n.ID(),
 			NetnsCookie: netnsCookie(s.n),
 			Requests:    map[string]journal.Request{},
-			Sandbox:     Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []NIC{}},
+			Sandbox:     sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}},
 		}
 	}
 	rec.SetLog(s.log)
@@ -113,10 +113,12 @@ func (s *session) plan(tx *journal.Tx) *attachPlan {
 	rec := tx.Record()
 	nics := rec.Sandbox.NICs
 	p := &attachPlan{undo: map[string]bool{}}
-	wired := func(name string) bool { return slices.ContainsFunc(nics, func(n NIC) bool { return n.Name == name }) }
+	wired := func(name string) bool {
+		return slices.ContainsFunc(nics, func(n sandbox.NIC) bool { return n.Name == name })
+	}
 	for _, st := range rec.Journal {
 		if !wired(st.Iface) {
-			p.undo[st.Iface] = true // a step without a finished NIC
+			p.undo[st.Iface] = true // a step without a finished sandbox.NIC
 		}
 	}
 	for name := range rec.Requests {
@@ -125,7 +127,7 @@ func (s *session) plan(tx *journal.Tx) *attachPlan {
 		}
 	}
 	for _, name := range s.cfg.Interfaces {
-		i := slices.IndexFunc(nics, func(n NIC) bool { return n.Name == name })
+		i := slices.IndexFunc(nics, func(n sandbox.NIC) bool { return n.Name == name })
 		switch {
 		case i < 0:
 			p.wire = append(p.wire, name)
@@ -141,7 +143,7 @@ func (s *session) plan(tx *journal.Tx) *attachPlan {
 
 // attach wires the interfaces the request names into the record of tx,
 // next to the others. It runs on a thread inside the sandbox netns.
-func (s *session) attach(ctx context.Context, tx *journal.Tx) (*Sandbox, error) {
+func (s *session) attach(ctx context.Context, tx *journal.Tx) (*sandbox.Sandbox, error) {
 	rec := tx.Record()
 	sb := &rec.Sandbox
 	p := s.plan(tx)
@@ -157,7 +159,7 @@ func (s *session) attach(ctx context.Context, tx *journal.Tx) (*Sandbox, error) 
 	}
 	if s.cfg.HoldFDs {
 		var last string // the interface whose queues openAll opens last
-		kept := func(n *NIC) bool { last = n.Name; return slices.Contains(p.keep, n.Name) }
+		kept := func(n *sandbox.NIC) bool { last = n.Name; return slices.Contains(p.keep, n.Name) }
 		if err := openAll(s.n, tx.Netns().H, sb.NICs, kept); err != nil {
 			return nil, fmt.Errorf("interface %q is attached already: %w", last, err)
 		}
@@ -182,7 +184,7 @@ func (s *session) undoFirst(ctx context.Context, tx *journal.Tx, p *attachPlan) 
 		}
 	}
 	err := rec.Undo(ctx, tx.Netns().H, s.n, undo)
-	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return p.undo[n.Name] })
+	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return p.undo[n.Name] })
 	for name := range p.undo {
 		delete(rec.Requests, name)
 	}
@@ -210,7 +212,7 @@ func (s *session) attachNew(ctx context.Context, tx *journal.Tx, names []string)
 		model.CloseNICs(sb.NICs)
 		mine := func(n string) bool { return slices.Contains(names, n) }
 		uerr := rec.Undo(context.WithoutCancel(ctx), tx.Netns().H, s.n, func(st journal.Step) bool { return mine(st.Iface) })
-		sb.NICs = slices.DeleteFunc(sb.NICs, func(n NIC) bool { return mine(n.Name) })
+		sb.NICs = slices.DeleteFunc(sb.NICs, func(n sandbox.NIC) bool { return mine(n.Name) })
 		for _, n := range names {
 			delete(rec.Requests, n)
 		}
@@ -237,14 +239,14 @@ func (s *session) attachNew(ctx context.Context, tx *journal.Tx, names []string)
 		return fail(err)
 	}
 	sb.NICs = append(sb.NICs, nics...)
-	slices.SortFunc(sb.NICs, func(a, b NIC) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(sb.NICs, func(a, b sandbox.NIC) int { return cmp.Compare(a.Name, b.Name) })
 	sb.Model = ""
 	for _, r := range rec.Requests {
 		switch {
 		case sb.Model == "":
 			sb.Model = r.Model
 		case sb.Model != r.Model:
-			sb.Model = ModelMixed
+			sb.Model = sandbox.ModelMixed
 		}
 	}
 	rec.Phase = sandbox.PhaseReady
@@ -259,14 +261,14 @@ func (s *session) attachNew(ctx context.Context, tx *journal.Tx, names []string)
 // last interface. It is idempotent: an id or interface with nothing
 // recorded, or whose netns is gone, succeeds without doing anything. A
 // sandbox set up as a whole by Setup is refused with ErrModeConflict (an
-// ErrInvalidConfig), and left as it is.
-func Detach(ctx context.Context, stateDir, id, ifname string) error {
+// sandbox.ErrInvalidConfig), and left as it is.
+func (m *Manager) Detach(ctx context.Context, id, ifname string) error {
 	if err := linkname.Check(ifname); err != nil {
-		return fmt.Errorf("%w: interface: %w", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: interface: %w", sandbox.ErrInvalidConfig, err)
 	}
 	start := time.Now()
-	log := loggerFrom(ctx).With("id", id, "interface", ifname)
-	st, rec, unlock, err := lockedRecord(ctx, stateDir, id)
+	log := m.log.With("id", id, "interface", ifname)
+	st, rec, unlock, err := m.lockedRecord(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -279,28 +281,29 @@ func Detach(ctx context.Context, stateDir, id, ifname string) error {
 		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
 	}
 	rec.SetLog(log)
-	if err := detachLocked(ctx, st, rec, id, ifname); err != nil {
+	if err := detachLocked(ctx, st, rec, ifname); err != nil {
 		return err
 	}
 	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
 	return nil
 }
 
-// detachLocked is Detach once the lock of id is held and its record read.
-func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, id, ifname string) error {
-	mine := func(s journal.Step) bool { return s.Iface == ifname }
+// detachLocked is Detach once the lock of the sandbox is held and its
+// record read.
+func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, ifname string) error {
+	mine := journal.OfIface(ifname)
 	_, requested := rec.Requests[ifname]
-	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
+	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return n.Name == ifname })
 	if !requested && !attached && !slices.ContainsFunc(rec.Journal, mine) {
 		return nil
 	}
 	err := rec.UndoIn(ctx, mine)
-	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n NIC) bool { return n.Name == ifname })
+	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return n.Name == ifname })
 	if err == nil {
 		delete(rec.Requests, ifname)
 	}
 	if err = errors.Join(err, rec.SaveOrRemove(st)); err != nil {
-		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, id, err)
+		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, rec.Sandbox.ID, err)
 	}
 	return nil
 }
@@ -313,36 +316,30 @@ func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, id,
 // alone. Each sandbox is decided under its lock, so an attach running at
 // the same time is seen whole or not at all. It returns the attachments
 // it detached, as "ID/IFNAME".
-func Collect(ctx context.Context, stateDir, network string, keep func(id, ifname string) bool) ([]string, error) {
-	st, ids, err := recordedIDs(stateDir)
+func (m *Manager) Collect(ctx context.Context, network string, keep func(id, ifname string) bool) ([]string, error) {
+	st, ids, err := m.recordedIDs()
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	var errs []error
 	for _, id := range ids {
-		err := func() error {
-			lock, err := st.Lock(ctx, id)
-			if err != nil {
-				return err
+		err := m.withRecord(ctx, st, id, func(rec *journal.Record) error {
+			if rec == nil || rec.Mode != journal.ModeAttach {
+				return nil
 			}
-			defer st.Release(lock, id)
-			rec, err := journal.Read(st, id)
-			if err != nil || rec == nil || rec.Mode != journal.ModeAttach {
-				return err
-			}
+			rec.SetLog(m.log.With("id", id))
 			for _, ifname := range slices.Sorted(mapKeys(rec.Requests)) {
 				if rec.Requests[ifname].Network != network || keep(id, ifname) {
 					continue
 				}
-				rec.SetLog(loggerFrom(ctx).With("id", id))
-				if err := detachLocked(ctx, st, rec, id, ifname); err != nil {
+				if err := detachLocked(ctx, st, rec, ifname); err != nil {
 					return err
 				}
 				done = append(done, id+"/"+ifname)
 			}
 			return nil
-		}()
+		})
 		if err != nil {
 			errs = append(errs, err)
 		}

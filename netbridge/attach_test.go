@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -23,16 +24,16 @@ func newTwoNetPod(t *testing.T) *pod {
 }
 
 // attach attaches ifname with model; the sandbox is torn down at cleanup.
-func (p *pod) attach(t *testing.T, id, ifname string, model netbridge.Model) *netbridge.Sandbox {
+func (p *pod) attach(t *testing.T, id, ifname string, model sandbox.Model) *sandbox.Sandbox {
 	t.Helper()
 	cfg := p.config(id)
 	cfg.Interfaces, cfg.Model = []string{ifname}, model
-	sb, err := netbridge.Attach(context.Background(), cfg)
+	sb, err := p.lib().Attach(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Attach %s (%s): %v", ifname, model, err)
 	}
 	t.Cleanup(func() {
-		if err := netbridge.Teardown(context.Background(), p.stateDir, id); err != nil {
+		if err := p.lib().Teardown(context.Background(), id); err != nil {
 			t.Errorf("cleanup Teardown: %v", err)
 		}
 	})
@@ -41,12 +42,12 @@ func (p *pod) attach(t *testing.T, id, ifname string, model netbridge.Model) *ne
 
 func detach(t *testing.T, p *pod, id, ifname string) {
 	t.Helper()
-	if err := netbridge.Detach(context.Background(), p.stateDir, id, ifname); err != nil {
+	if err := p.lib().Detach(context.Background(), id, ifname); err != nil {
 		t.Fatalf("Detach %s: %v", ifname, err)
 	}
 }
 
-func nicNamed(t *testing.T, sb *netbridge.Sandbox, name string) netbridge.NIC {
+func nicNamed(t *testing.T, sb *sandbox.Sandbox, name string) sandbox.NIC {
 	t.Helper()
 	for _, n := range sb.NICs {
 		if n.Name == name {
@@ -54,7 +55,7 @@ func nicNamed(t *testing.T, sb *netbridge.Sandbox, name string) netbridge.NIC {
 		}
 	}
 	t.Fatalf("sandbox %s has no NIC %s: %+v", sb.ID, name, sb.NICs)
-	return netbridge.NIC{}
+	return sandbox.NIC{}
 }
 
 func TestAttachDetachOneByOne(t *testing.T) {
@@ -63,46 +64,46 @@ func TestAttachDetachOneByOne(t *testing.T) {
 	const id = "sb-attach"
 	before := testnet.Snapshot(t, p.pod)
 
-	sb := p.attach(t, id, "eth0", netbridge.ModelTCFilter)
-	if len(sb.NICs) != 1 || sb.Model != netbridge.ModelTCFilter {
+	sb := p.attach(t, id, "eth0", sandbox.ModelTCFilter)
+	if len(sb.NICs) != 1 || sb.Model != sandbox.ModelTCFilter {
 		t.Fatalf("after eth0: model %q, NICs %+v", sb.Model, sb.NICs)
 	}
 	eth0 := sb.NICs[0]
 	onlyEth0 := testnet.Snapshot(t, p.pod)
 
-	sb = p.attach(t, id, "net1", netbridge.ModelBridge)
-	if len(sb.NICs) != 2 || sb.Model != netbridge.ModelMixed {
+	sb = p.attach(t, id, "net1", sandbox.ModelBridge)
+	if len(sb.NICs) != 2 || sb.Model != sandbox.ModelMixed {
 		t.Fatalf("after net1: model %q, %d NICs", sb.Model, len(sb.NICs))
 	}
-	if got := nicNamed(t, sb, "eth0"); got.Tap != eth0.Tap || got.TapMAC.String() != eth0.TapMAC.String() || got.Model != netbridge.ModelTCFilter {
+	if got := nicNamed(t, sb, "eth0"); got.Tap != eth0.Tap || got.TapMAC.String() != eth0.TapMAC.String() || got.Model != sandbox.ModelTCFilter {
 		t.Errorf("eth0 changed by attaching net1: %+v, was %+v", got, eth0)
 	}
-	if n := nicNamed(t, sb, "net1"); n.Model != netbridge.ModelBridge || n.Bridge == "" {
+	if n := nicNamed(t, sb, "net1"); n.Model != sandbox.ModelBridge || n.Bridge == "" {
 		t.Errorf("net1: %+v", n)
 	}
 	both := testnet.Snapshot(t, p.pod)
 
 	// The same attach again changes nothing.
-	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
 	if d := testnet.Diff(both, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("attaching eth0 again changed the netns:\n%s", d)
 	}
 	for _, ifname := range []string{"eth0", "net1"} {
-		if err := netbridge.CheckInterface(ctx, p.stateDir, id, ifname); err != nil {
+		if err := p.lib().CheckInterface(ctx, id, ifname); err != nil {
 			t.Errorf("CheckInterface %s: %v", ifname, err)
 		}
 	}
-	if err := netbridge.CheckInterface(ctx, p.stateDir, id, "net2"); !errors.Is(err, netbridge.ErrNotFound) {
+	if err := p.lib().CheckInterface(ctx, id, "net2"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("CheckInterface net2 = %v, want ErrNotFound", err)
 	}
-	if err := netbridge.Check(ctx, p.stateDir, id); err != nil {
+	if err := p.lib().Check(ctx, id); err != nil {
 		t.Errorf("Check: %v", err)
 	}
-	list, err := netbridge.List(p.stateDir)
+	list, err := p.lib().List(context.Background())
 	if err != nil || len(list) != 1 || !list[0].Attached || len(list[0].NICs) != 2 {
 		t.Errorf("List = %+v, %v; want one attached sandbox with 2 NICs", list, err)
 	}
-	if loaded, err := netbridge.Load(p.stateDir, id); err != nil || len(loaded.NICs) != 2 {
+	if loaded, err := p.lib().Load(context.Background(), id); err != nil || len(loaded.NICs) != 2 {
 		t.Errorf("Load = %+v, %v", loaded, err)
 	}
 
@@ -110,7 +111,7 @@ func TestAttachDetachOneByOne(t *testing.T) {
 	if d := testnet.Diff(onlyEth0, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("after detaching net1:\n%s", d)
 	}
-	if err := netbridge.CheckInterface(ctx, p.stateDir, id, "eth0"); err != nil {
+	if err := p.lib().CheckInterface(ctx, id, "eth0"); err != nil {
 		t.Errorf("CheckInterface eth0 after detaching net1: %v", err)
 	}
 	detach(t, p, id, "net1") // again: nothing to do
@@ -129,13 +130,13 @@ func TestAttachWithAnotherModelRewires(t *testing.T) {
 	p := newTwoNetPod(t)
 	const id = "sb-rewire"
 	before := testnet.Snapshot(t, p.pod)
-	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
-	p.attach(t, id, "net1", netbridge.ModelTCFilter)
-	sb := p.attach(t, id, "eth0", netbridge.ModelMacvtap)
-	if n := nicNamed(t, sb, "eth0"); n.Model != netbridge.ModelMacvtap || n.Device == "" {
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
+	p.attach(t, id, "net1", sandbox.ModelTCFilter)
+	sb := p.attach(t, id, "eth0", sandbox.ModelMacvtap)
+	if n := nicNamed(t, sb, "eth0"); n.Model != sandbox.ModelMacvtap || n.Device == "" {
 		t.Errorf("eth0 after re-attaching with macvtap: %+v", n)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, id); err != nil {
+	if err := p.lib().Check(context.Background(), id); err != nil {
 		t.Errorf("Check: %v", err)
 	}
 	teardown(t, p.stateDir, id)
@@ -148,18 +149,18 @@ func TestAttachFailureKeepsTheOtherInterfaces(t *testing.T) {
 	p := newTwoNetPod(t)
 	ctx := context.Background()
 	const id = "sb-attach-fail"
-	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
 	wired := testnet.Snapshot(t, p.pod)
 
 	cfg := p.config(id)
 	cfg.Interfaces = []string{"nosuch"}
-	if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+	if _, err := p.lib().Attach(ctx, cfg); !errors.Is(err, sandbox.ErrInvalidConfig) {
 		t.Errorf("Attach of a missing interface = %v, want ErrInvalidConfig", err)
 	}
 	// A tap name taken by eth0's tap fails half-way through net1's wiring
 	// (bridge model: after the bridge and the veth's changes).
-	cfg.Interfaces, cfg.Model, cfg.TapName = []string{"net1"}, netbridge.ModelBridge, "nb-eth0"
-	if _, err := netbridge.Attach(ctx, cfg); err == nil || !strings.Contains(err.Error(), `"nb-eth0"`) {
+	cfg.Interfaces, cfg.Model, cfg.TapName = []string{"net1"}, sandbox.ModelBridge, "nb-eth0"
+	if _, err := p.lib().Attach(ctx, cfg); err == nil || !strings.Contains(err.Error(), `"nb-eth0"`) {
 		t.Errorf("Attach with a taken tap name = %v, want an error naming it", err)
 	} else {
 		t.Log(err)
@@ -167,10 +168,10 @@ func TestAttachFailureKeepsTheOtherInterfaces(t *testing.T) {
 	if d := testnet.Diff(wired, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("failed attaches changed the netns:\n%s", d)
 	}
-	if err := netbridge.Check(ctx, p.stateDir, id); err != nil {
+	if err := p.lib().Check(ctx, id); err != nil {
 		t.Errorf("Check after the failed attaches: %v", err)
 	}
-	sb, err := netbridge.Load(p.stateDir, id)
+	sb, err := p.lib().Load(context.Background(), id)
 	if err != nil || len(sb.NICs) != 1 {
 		t.Errorf("Load = %+v, %v; want eth0 only", sb, err)
 	}
@@ -179,9 +180,9 @@ func TestAttachFailureKeepsTheOtherInterfaces(t *testing.T) {
 func TestAttachUndoesAnInterruptedAttach(t *testing.T) {
 	p := newTwoNetPod(t)
 	const id = "sb-attach-crash"
-	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
 	onlyEth0 := testnet.Snapshot(t, p.pod)
-	p.attach(t, id, "net1", netbridge.ModelBridge)
+	p.attach(t, id, "net1", sandbox.ModelBridge)
 
 	// Make the record look like the process died while attaching net1:
 	// its last step not done, no NIC yet, the phase setting-up.
@@ -189,15 +190,15 @@ func TestAttachUndoesAnInterruptedAttach(t *testing.T) {
 		sb := rec["sandbox"].(map[string]any)
 		sb["nics"] = sb["nics"].([]any)[:1]
 	})
-	if err := netbridge.CheckInterface(context.Background(), p.stateDir, id, "eth0"); err != nil {
+	if err := p.lib().CheckInterface(context.Background(), id, "eth0"); err != nil {
 		t.Errorf("CheckInterface eth0 during the interrupted attach of net1: %v", err)
 	}
 
-	p.attach(t, id, "eth0", netbridge.ModelTCFilter)
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
 	if d := testnet.Diff(onlyEth0, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("net1's leftovers after the next attach:\n%s", d)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, id); err != nil {
+	if err := p.lib().Check(context.Background(), id); err != nil {
 		t.Errorf("Check: %v", err)
 	}
 }
@@ -208,13 +209,13 @@ func TestAttachAndSetupDoNotMix(t *testing.T) {
 	cfg := p.config("sb-whole")
 	p.setup(t, cfg)
 	cfg.Interfaces = []string{"eth0"}
-	if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+	if _, err := p.lib().Attach(ctx, cfg); !errors.Is(err, sandbox.ErrInvalidConfig) {
 		t.Errorf("Attach to a sandbox set up whole = %v, want ErrInvalidConfig", err)
 	}
-	if err := netbridge.Detach(ctx, p.stateDir, cfg.ID, "eth0"); !errors.Is(err, netbridge.ErrInvalidConfig) {
+	if err := p.lib().Detach(ctx, cfg.ID, "eth0"); !errors.Is(err, sandbox.ErrInvalidConfig) {
 		t.Errorf("Detach from a sandbox set up whole = %v, want ErrInvalidConfig", err)
 	}
-	if err := netbridge.Check(ctx, p.stateDir, cfg.ID); err != nil {
+	if err := p.lib().Check(ctx, cfg.ID); err != nil {
 		t.Errorf("Check after the refused calls: %v", err)
 	}
 }
@@ -222,10 +223,10 @@ func TestAttachAndSetupDoNotMix(t *testing.T) {
 func TestAttachTapName(t *testing.T) {
 	p := newTwoNetPod(t)
 	ctx := context.Background()
-	sb := func() *netbridge.Sandbox {
+	sb := func() *sandbox.Sandbox {
 		cfg := p.config("sb-tapname")
 		cfg.Interfaces, cfg.TapName = []string{"net1"}, "vm-net1"
-		sb, err := netbridge.Attach(ctx, cfg)
+		sb, err := p.lib().Attach(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +249,7 @@ func TestAttachTapName(t *testing.T) {
 	} {
 		cfg := p.config("sb-tapname-bad")
 		cfg.Interfaces, cfg.TapName = c.ifs, c.tap
-		if _, err := netbridge.Attach(ctx, cfg); !errors.Is(err, netbridge.ErrInvalidConfig) {
+		if _, err := p.lib().Attach(ctx, cfg); !errors.Is(err, sandbox.ErrInvalidConfig) {
 			t.Errorf("Attach(interfaces %v, tap %q) = %v, want ErrInvalidConfig", c.ifs, c.tap, err)
 		}
 	}
@@ -261,7 +262,7 @@ func TestCollectDetachesOnlyItsNetworksStaleInterfaces(t *testing.T) {
 	attachIn := func(id, ifname, network string) {
 		cfg := p.config(id)
 		cfg.Interfaces, cfg.Network = []string{ifname}, network
-		if _, err := netbridge.Attach(ctx, cfg); err != nil {
+		if _, err := p.lib().Attach(ctx, cfg); err != nil {
 			t.Fatalf("Attach %s/%s: %v", id, ifname, err)
 		}
 		t.Cleanup(func() { teardown(t, p.stateDir, id) })
@@ -269,33 +270,32 @@ func TestCollectDetachesOnlyItsNetworksStaleInterfaces(t *testing.T) {
 	attachIn("sb-gc", "eth0", "net-a")
 	attachIn("sb-gc", "net1", "net-b")
 	whole := p.config("sb-gc-whole") // set up as a whole: never collected
-	whole.StateDir = p.stateDir
 	other := newPod(t, 0)
 	whole.Netns = other.pod.Path()
 	p.setup(t, whole)
 
-	gone, err := netbridge.Collect(ctx, p.stateDir, "net-a", func(id, ifname string) bool { return false })
+	gone, err := p.lib().Collect(ctx, "net-a", func(id, ifname string) bool { return false })
 	if err != nil || len(gone) != 1 || gone[0] != "sb-gc/eth0" {
 		t.Fatalf("Collect net-a = %v, %v; want [sb-gc/eth0]", gone, err)
 	}
-	sb, err := netbridge.Load(p.stateDir, "sb-gc")
+	sb, err := p.lib().Load(context.Background(), "sb-gc")
 	if err != nil || len(sb.NICs) != 1 || sb.NICs[0].Name != "net1" || sb.NICs[0].Network != "net-b" {
 		t.Fatalf("after collecting net-a: %+v, %v", sb, err)
 	}
-	if err := netbridge.Check(ctx, p.stateDir, whole.ID); err != nil {
+	if err := p.lib().Check(ctx, whole.ID); err != nil {
 		t.Errorf("the sandbox set up whole after Collect: %v", err)
 	}
-	gone, err = netbridge.Collect(ctx, p.stateDir, "net-b", func(id, ifname string) bool { return id == "sb-gc" && ifname == "net1" })
+	gone, err = p.lib().Collect(ctx, "net-b", func(id, ifname string) bool { return id == "sb-gc" && ifname == "net1" })
 	if err != nil || len(gone) != 0 {
 		t.Fatalf("Collect net-b keeping sb-gc/net1 = %v, %v", gone, err)
 	}
-	if _, err = netbridge.Collect(ctx, p.stateDir, "net-b", func(string, string) bool { return false }); err != nil {
+	if _, err = p.lib().Collect(ctx, "net-b", func(string, string) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
 		t.Errorf("after collecting both networks:\n%s", d)
 	}
-	if _, err := netbridge.Load(p.stateDir, "sb-gc"); !errors.Is(err, netbridge.ErrNotFound) {
+	if _, err := p.lib().Load(context.Background(), "sb-gc"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("Load after the last interface was collected = %v, want ErrNotFound", err)
 	}
 }

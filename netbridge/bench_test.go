@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -15,7 +16,7 @@ import (
 // one sandbox with N NICs in one netns; ns/NIC is the cost per interface.
 func BenchmarkSetupTeardown(b *testing.B) {
 	for _, nics := range []int{1, 4} {
-		for _, model := range []netbridge.Model{netbridge.ModelTCFilter, netbridge.ModelBridge, netbridge.ModelMacvtap, netbridge.ModelNone} {
+		for _, model := range []sandbox.Model{sandbox.ModelTCFilter, sandbox.ModelBridge, sandbox.ModelMacvtap, sandbox.ModelNone} {
 			b.Run(fmt.Sprintf("model=%s/nics=%d", model, nics), func(b *testing.B) {
 				node, pod := testnet.NewNS(b), testnet.NewNS(b)
 				for i := range nics {
@@ -23,18 +24,19 @@ func BenchmarkSetupTeardown(b *testing.B) {
 					testnet.VethPair(b, node, pod, fmt.Sprintf("veth%d", i), podIf, 0)
 					testnet.AddAddr(b, pod, podIf, fmt.Sprintf("198.51.%d.2/24", 100+i))
 				}
-				cfg := netbridge.Config{ID: "bench", Netns: pod.Path(), Model: model, StateDir: benchStateDir(b)}
+				cfg := sandbox.Config{ID: "bench", Netns: pod.Path(), Model: model}
+				lib := netbridge.New(benchStateDir(b), nil)
 				ctx := context.Background()
 				b.ResetTimer()
 				for b.Loop() {
-					sb, err := netbridge.Setup(ctx, cfg)
+					sb, err := lib.Setup(ctx, cfg)
 					if err != nil {
 						b.Fatal(err)
 					}
 					if len(sb.NICs) != nics {
 						b.Fatalf("%d NICs, want %d", len(sb.NICs), nics)
 					}
-					if err := netbridge.Teardown(ctx, cfg.StateDir, cfg.ID); err != nil {
+					if err := lib.Teardown(ctx, cfg.ID); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/pkg/tcredirect"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // decision is what a request wires in a netns: the interfaces to attach,
@@ -32,15 +33,15 @@ type decision struct {
 // something is left to attach; the names of the links to create are free
 // (but for links of cfg.ID that an undo about to run deletes: gone). It
 // changes nothing.
-func decide(v *netview.View, cfg Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
+func decide(v *netview.View, cfg sandbox.Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
 	d := &decision{view: v, ch: models.Chooser(req.Model)}
 	if err := v.Select(names, d.ch.Supports, st, cfg.ID); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidConfig, err)
 	}
 	for _, i := range v.Links {
 		if i.Unsupported && len(i.Addresses) > 0 {
 			if cfg.Strict {
-				return nil, fmt.Errorf("%w: interface %q: %s (without --strict it would be skipped)", ErrInvalidConfig, i.Name, i.Reason)
+				return nil, fmt.Errorf("%w: interface %q: %s", ErrStrict, i.Name, i.Reason)
 			}
 			d.skipped = append(d.skipped, i)
 		}
@@ -48,13 +49,13 @@ func decide(v *netview.View, cfg Config, req journal.Request, names []string, st
 	d.attach = slices.DeleteFunc(slices.Clone(v.Links), func(i netview.Link) bool { return !i.Attach })
 	if len(d.attach) == 0 {
 		if len(v.Links) == 0 {
-			return nil, fmt.Errorf("%w: the netns has no interface but the loopback (a sandbox without a network)", ErrNoInterface)
+			return nil, fmt.Errorf("%w: the netns has no interface but the loopback (a sandbox without a network)", sandbox.ErrNoInterface)
 		}
 		var why []string
 		for _, i := range v.Links {
 			why = append(why, fmt.Sprintf("%s: %s", linkname.Show(i.Name), i.Reason))
 		}
-		return nil, fmt.Errorf("%w (%s); name one with --interfaces", ErrNoInterface, strings.Join(why, "; "))
+		return nil, fmt.Errorf("%w (%s)", sandbox.ErrNoInterface, strings.Join(why, "; "))
 	}
 	naming := model.NewNaming(cfg.ID, req.TapName, v, st)
 	for i := range d.attach {
@@ -79,7 +80,7 @@ func decide(v *netview.View, cfg Config, req journal.Request, names []string, st
 // ingress qdisc they remove, and the addresses they moved to the guest as
 // back. sameNetns says that rec was made in this netns (else its steps
 // are elsewhere).
-func precheck(h *netlink.Handle, cfg Config, req journal.Request, names []string, st *state.Store, rec *journal.Record, sameNetns bool, undo func(journal.Step) bool) error {
+func precheck(h *netlink.Handle, cfg sandbox.Config, req journal.Request, names []string, st *state.Store, rec *journal.Record, sameNetns bool, undo func(journal.Step) bool) error {
 	v, err := netview.Read(h)
 	if err != nil {
 		return err

@@ -8,14 +8,16 @@ import (
 
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // A VM runtime wires a pod's CNI interfaces to taps, holding the tap queues
 // open, and starts QEMU with them passed by fd. QEMU does not need to run
 // inside the pod netns: the fds were opened there.
-func ExampleSetup() {
+func ExampleManager_Setup() {
 	ctx := context.Background()
-	sb, err := netbridge.Setup(ctx, netbridge.Config{
+	lib := netbridge.New("/run/netbridge", nil) // the state directory
+	sb, err := lib.Setup(ctx, sandbox.Config{
 		ID:      "4f9c2a",                // the CRI sandbox id
 		Netns:   "/run/netns/cni-4f9c2a", // made by the CRI runtime, configured by CNI
 		Queues:  2,
@@ -39,7 +41,7 @@ func ExampleSetup() {
 	}
 
 	// When the sandbox goes away: exact undo, safe to repeat.
-	if err := netbridge.Teardown(ctx, "", "4f9c2a"); err != nil {
+	if err := lib.Teardown(ctx, "4f9c2a"); err != nil {
 		log.Fatal(err)
 	}
 }

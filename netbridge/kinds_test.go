@@ -266,7 +266,7 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 		warned:  []string{"mvt0", "vx0"},
 		reasons: common,
 	}
-	vethOnly := func(model Model) want {
+	vethOnly := func(model sandbox.Model) want {
 		return want{
 			attach: []string{"eth0", "net4", "tap0"},
 			warned: []string{"mvt0", "net1", "net2", "net3", "vx0"},
@@ -277,12 +277,12 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 			}),
 		}
 	}
-	for m, w := range map[Model]want{
-		ModelTCFilter: allKinds,
-		ModelNone:     allKinds,
-		ModelAuto:     allKinds,
-		ModelBridge:   vethOnly(ModelBridge),
-		ModelMacvtap:  vethOnly(ModelMacvtap),
+	for m, w := range map[sandbox.Model]want{
+		sandbox.ModelTCFilter: allKinds,
+		sandbox.ModelNone:     allKinds,
+		sandbox.ModelAuto:     allKinds,
+		sandbox.ModelBridge:   vethOnly(sandbox.ModelBridge),
+		sandbox.ModelMacvtap:  vethOnly(sandbox.ModelMacvtap),
 	} {
 		t.Run(string(m), func(t *testing.T) {
 			links, addrs, routes, neighs := recordedPod()
@@ -327,20 +327,20 @@ func TestSelectRecordedLinksPerModel(t *testing.T) {
 // without address can be named.
 func TestSelectNamedRecordedLinks(t *testing.T) {
 	for _, c := range []struct {
-		model Model
+		model sandbox.Model
 		names []string
 		want  string // "" for success
 	}{
-		{ModelTCFilter, []string{"net2", "net3"}, ""},
-		{ModelTCFilter, []string{"tap1"}, ""},
-		{ModelBridge, []string{"tap1", "eth0"}, ""},
-		{ModelBridge, []string{"net2"}, `interface "net2": the bridge model cannot carry ipvlan "net2": an ipvlan shares its parent's MAC and cannot carry the guest's frames through a bridge: use tcfilter`},
-		{ModelMacvtap, []string{"net3"}, `interface "net3": the macvtap model cannot carry ipvlan "net3": a macvtap cannot sit on an ipvlan, which shares its parent's MAC: use tcfilter`},
-		{ModelBridge, []string{"net1"}, `the bridge model cannot carry macvlan "net1"`},
-		{ModelMacvtap, []string{"net1"}, `the macvtap model cannot carry macvlan "net1"`},
-		{ModelTCFilter, []string{"vx0"}, `kind "vxlan" is not supported (netbridge carries veth, macvlan, ipvlan and existing taps)`},
-		{ModelTCFilter, []string{"dm0"}, `kind "dummy" is not supported`},
-		{ModelTCFilter, []string{"nb-eth0"}, `created by netbridge for sandbox "other-sandbox"`},
+		{sandbox.ModelTCFilter, []string{"net2", "net3"}, ""},
+		{sandbox.ModelTCFilter, []string{"tap1"}, ""},
+		{sandbox.ModelBridge, []string{"tap1", "eth0"}, ""},
+		{sandbox.ModelBridge, []string{"net2"}, `interface "net2": the bridge model cannot carry ipvlan "net2": an ipvlan shares its parent's MAC and cannot carry the guest's frames through a bridge: use tcfilter`},
+		{sandbox.ModelMacvtap, []string{"net3"}, `interface "net3": the macvtap model cannot carry ipvlan "net3": a macvtap cannot sit on an ipvlan, which shares its parent's MAC: use tcfilter`},
+		{sandbox.ModelBridge, []string{"net1"}, `the bridge model cannot carry macvlan "net1"`},
+		{sandbox.ModelMacvtap, []string{"net1"}, `the macvtap model cannot carry macvlan "net1"`},
+		{sandbox.ModelTCFilter, []string{"vx0"}, `kind "vxlan" is not supported (netbridge carries veth, macvlan, ipvlan and existing taps)`},
+		{sandbox.ModelTCFilter, []string{"dm0"}, `kind "dummy" is not supported`},
+		{sandbox.ModelTCFilter, []string{"nb-eth0"}, `created by netbridge for sandbox "other-sandbox"`},
 	} {
 		ifs := netview.FromDumps(recordedPod())
 		err := netview.SelectLinks(ifs, c.names, models.Chooser(c.model).Supports)
@@ -374,7 +374,7 @@ func features(names ...string) probe.Features {
 
 // injected returns an auto chooser that uses f instead of probing.
 func injected(f probe.Features) *model.Chooser {
-	return models.Chooser(ModelAuto).WithFeatures(f, nil)
+	return models.Chooser(sandbox.ModelAuto).WithFeatures(f, nil)
 }
 
 func TestAutoChooser(t *testing.T) {
@@ -395,27 +395,27 @@ func TestAutoChooser(t *testing.T) {
 		name   string
 		f      probe.Features
 		ifc    *sandbox.Interface
-		model  Model  // "" when an error is expected
-		why    string // a substring of the reason, or of the error
-		notWhy string // must not appear in the error
+		model  sandbox.Model // "" when an error is expected
+		why    string        // a substring of the reason, or of the error
+		notWhy string        // must not appear in the error
 	}{
-		{"all/veth", all, veth, ModelTCFilter, "ingress, mirred and u32", ""},
-		{"all/macvlan", all, macvlan, ModelTCFilter, "u32", ""},
-		{"matchall only/veth", noU32, veth, ModelTCFilter, "ingress, mirred and matchall", ""},
-		{"all/ipvlan", all, ipvlan, ModelTCFilter, "u32", ""},
-		{"u32 only/veth", noMatchall, veth, ModelTCFilter, "ingress, mirred and u32", ""},
-		{"u32 only/ipvlan", noMatchall, ipvlan, ModelTCFilter, "u32", ""},
-		{"no classifier/veth", noClassifier, veth, ModelBridge, "missing u32 or matchall", ""},
+		{"all/veth", all, veth, sandbox.ModelTCFilter, "ingress, mirred and u32", ""},
+		{"all/macvlan", all, macvlan, sandbox.ModelTCFilter, "u32", ""},
+		{"matchall only/veth", noU32, veth, sandbox.ModelTCFilter, "ingress, mirred and matchall", ""},
+		{"all/ipvlan", all, ipvlan, sandbox.ModelTCFilter, "u32", ""},
+		{"u32 only/veth", noMatchall, veth, sandbox.ModelTCFilter, "ingress, mirred and u32", ""},
+		{"u32 only/ipvlan", noMatchall, ipvlan, sandbox.ModelTCFilter, "u32", ""},
+		{"no classifier/veth", noClassifier, veth, sandbox.ModelBridge, "missing u32 or matchall", ""},
 		{"no classifier/macvlan", noClassifier, macvlan, "", `only tcfilter can carry macvlan "net1", and the kernel lacks u32 or matchall for it`, "ingress"},
 		{"no classifier/ipvlan", noClassifier, ipvlan, "", `only tcfilter can carry ipvlan "net2", and the kernel lacks u32 or matchall for it`, "mirred"},
-		{"no mirred/veth", noMirred, veth, ModelBridge, "missing mirred", ""},
+		{"no mirred/veth", noMirred, veth, sandbox.ModelBridge, "missing mirred", ""},
 		{"no mirred/ipvlan", noMirred, ipvlan, "", "the kernel lacks mirred", "u32"},
-		{"no tc, no bridge/veth", noTCNoBridge, veth, ModelMacvtap, "neither tc redirect (missing ingress, mirred, u32 or matchall) nor bridge", ""},
+		{"no tc, no bridge/veth", noTCNoBridge, veth, sandbox.ModelMacvtap, "neither tc redirect (missing ingress, mirred, u32 or matchall) nor bridge", ""},
 		{"no tc, no bridge/macvlan", noTCNoBridge, macvlan, "", "only tcfilter can carry macvlan", ""},
 		{"tun only/veth", tunOnly, veth, "", "the kernel lacks ingress, mirred, u32 or matchall (tcfilter), bridge and macvtap", ""},
 		{"nothing/veth", nothing, veth, "", "no model can work: the kernel has no tun", ""},
 		{"nothing/ipvlan", nothing, ipvlan, "", "no model can work: the kernel has no tun", ""},
-		{"nothing/existing tap", nothing, tap, ModelPassthrough, "an existing tap", ""},
+		{"nothing/existing tap", nothing, tap, sandbox.ModelPassthrough, "an existing tap", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ch := injected(c.f)
@@ -444,8 +444,8 @@ func TestAutoChooser(t *testing.T) {
 
 func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	// An existing tap never needs the probe.
-	ch := models.Chooser(ModelAuto)
-	if m, _, err := ch.Choose(&sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.Name() != ModelPassthrough {
+	ch := models.Chooser(sandbox.ModelAuto)
+	if m, _, err := ch.Choose(&sandbox.Interface{Name: "tap0", Kind: journal.KindTuntap}); err != nil || m.Name() != sandbox.ModelPassthrough {
 		t.Fatalf("choose(tap) = %v, %v", m, err)
 	}
 	if ch.Probed() {
@@ -453,12 +453,12 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 	}
 	// A failed probe is reported, with what it was for.
 	boom := errors.New("boom")
-	ch = models.Chooser(ModelAuto).WithFeatures(nil, boom)
+	ch = models.Chooser(sandbox.ModelAuto).WithFeatures(nil, boom)
 	if _, _, err := ch.Choose(&sandbox.Interface{Name: "eth0", Kind: string(model.KindVeth)}); !errors.Is(err, boom) || !strings.Contains(err.Error(), "probing the kernel for model auto") {
 		t.Errorf("choose with a failed probe = %v", err)
 	}
 	// A requested model is used as is, without probing, whatever the kernel.
-	for _, want := range []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone} {
+	for _, want := range []sandbox.Model{sandbox.ModelTCFilter, sandbox.ModelBridge, sandbox.ModelMacvtap, sandbox.ModelNone} {
 		ch = models.Chooser(want)
 		m, why, err := ch.Choose(&sandbox.Interface{Name: "eth0", Kind: string(model.KindVeth)})
 		if err != nil || m.Name() != want || why != "" || ch.Probed() {
@@ -466,7 +466,7 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 		}
 	}
 	// Auto supports what tcfilter supports, without probing.
-	ch = models.Chooser(ModelAuto)
+	ch = models.Chooser(sandbox.ModelAuto)
 	for _, kind := range []string{string(model.KindVeth), string(model.KindMacvlan), string(model.KindIpvlan), journal.KindTuntap} {
 		if err := ch.Supports(&sandbox.Interface{Name: "x", Kind: kind}); err != nil {
 			t.Errorf("auto supports(%s) = %v", kind, err)
@@ -481,7 +481,7 @@ func TestAutoChooserProbesLazilyAndOnce(t *testing.T) {
 }
 
 func TestModelSupportReport(t *testing.T) {
-	get := func(f probe.Features, model Model) ModelAvailable {
+	get := func(f probe.Features, model sandbox.Model) ModelAvailable {
 		for _, m := range ModelSupport(f) {
 			if m.Model == model {
 				return m
@@ -492,20 +492,20 @@ func TestModelSupportReport(t *testing.T) {
 	}
 	for _, c := range []struct {
 		f      probe.Features
-		model  Model
+		model  sandbox.Model
 		works  bool
 		detail string
 	}{
-		{features(probe.Names...), ModelTCFilter, true, "classifier u32"},
-		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Matchall), ModelTCFilter, true, "classifier matchall"},
-		{features(probe.Names...), ModelAuto, true, "picks tcfilter"},
-		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.U32), ModelTCFilter, true, "classifier u32"},
-		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Bridge), ModelTCFilter, false, "missing u32 and matchall"},
-		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Bridge), ModelAuto, true, "picks bridge for veth; macvlan and ipvlan need tcfilter"},
-		{features(probe.Tun, probe.Macvtap), ModelAuto, true, "picks macvtap for veth"},
-		{features(probe.Tun, probe.Macvtap), ModelBridge, false, "missing bridge"},
-		{features(), ModelAuto, false, "no model works"},
-		{features(), ModelNone, false, "missing tun"},
+		{features(probe.Names...), sandbox.ModelTCFilter, true, "classifier u32"},
+		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Matchall), sandbox.ModelTCFilter, true, "classifier matchall"},
+		{features(probe.Names...), sandbox.ModelAuto, true, "picks tcfilter"},
+		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.U32), sandbox.ModelTCFilter, true, "classifier u32"},
+		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Bridge), sandbox.ModelTCFilter, false, "missing u32 and matchall"},
+		{features(probe.Tun, probe.Ingress, probe.Mirred, probe.Bridge), sandbox.ModelAuto, true, "picks bridge for veth; macvlan and ipvlan need tcfilter"},
+		{features(probe.Tun, probe.Macvtap), sandbox.ModelAuto, true, "picks macvtap for veth"},
+		{features(probe.Tun, probe.Macvtap), sandbox.ModelBridge, false, "missing bridge"},
+		{features(), sandbox.ModelAuto, false, "no model works"},
+		{features(), sandbox.ModelNone, false, "missing tun"},
 	} {
 		got := get(c.f, c.model)
 		if got.Works != c.works || !strings.Contains(got.Detail, c.detail) {

@@ -1,19 +1,19 @@
 package netbridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
-	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Status is a recorded sandbox and the phase of its setup.
 type Status struct {
-	Sandbox
+	sandbox.Sandbox
 	// Phase is "ready" when setup finished, "setting-up" while it runs or
 	// when it was interrupted.
 	Phase sandbox.Phase `json:"phase"`
@@ -31,11 +31,14 @@ type Status struct {
 
 // Load returns the recorded sandbox id, which must be fully set up. It
 // reads the state without entering the netns.
-func Load(stateDir, id string) (*Sandbox, error) {
+func (m *Manager) Load(ctx context.Context, id string) (*sandbox.Sandbox, error) {
 	if err := sandboxid.Check(id); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidConfig, err)
 	}
-	st, err := state.Open(state.Dir(stateDir))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := m.store()
 	if err != nil {
 		return nil, err
 	}
@@ -56,14 +59,17 @@ func Load(stateDir, id string) (*Sandbox, error) {
 // List returns every recorded sandbox, ordered by id. A record that
 // cannot be read does not hide the others: List returns them all, with an
 // error joining a *RecordError for each record it could not read.
-func List(stateDir string) ([]Status, error) {
-	st, ids, err := recordedIDs(stateDir)
+func (m *Manager) List(ctx context.Context) ([]Status, error) {
+	st, ids, err := m.recordedIDs()
 	if err != nil {
 		return nil, err
 	}
 	out := []Status{}
 	var errs []error
 	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return out, errors.Join(append(errs, err)...)
+		}
 		rec, err := journal.Read(st, id)
 		if err != nil {
 			errs = append(errs, &RecordError{ID: id, Err: err})
@@ -74,26 +80,4 @@ func List(stateDir string) ([]Status, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// RecordError reports the record of sandbox ID that List could not read.
-type RecordError struct {
-	ID  string
-	Err error
-}
-
-func (e *RecordError) Error() string { return e.Err.Error() }
-
-// Unwrap returns the cause, such as state.ErrBadRecord.
-func (e *RecordError) Unwrap() error { return e.Err }
-
-// recordedIDs opens the state directory and lists the ids it has a record
-// of.
-func recordedIDs(stateDir string) (*state.Store, []string, error) {
-	st, err := state.Open(state.Dir(stateDir))
-	if err != nil {
-		return nil, nil, err
-	}
-	ids, err := st.List()
-	return st, ids, err
 }

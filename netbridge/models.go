@@ -23,14 +23,6 @@ var models = model.NewRegistry(
 	passthrough.Model{},
 )
 
-// ErrMissingFeature reports that the kernel lacks a feature the model
-// needs; it is the cause of a *MissingFeatureError.
-var ErrMissingFeature = model.ErrMissingFeature
-
-// MissingFeatureError reports that a model cannot work on this kernel: it
-// names the features it lacks and the models that work.
-type MissingFeatureError = model.MissingFeatureError
-
 // ModelAvailable says whether a model works with the probed kernel.
 type ModelAvailable struct {
 	Model sandbox.Model `json:"model"`

@@ -19,6 +19,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -43,19 +44,22 @@ func newPod(t *testing.T, mtu int) *pod {
 	return p
 }
 
-func (p *pod) config(id string) netbridge.Config {
-	return netbridge.Config{ID: id, Netns: p.pod.Path(), StateDir: p.stateDir}
+// lib returns the library on the pod's state directory.
+func (p *pod) lib() *netbridge.Manager { return netbridge.New(p.stateDir, nil) }
+
+func (p *pod) config(id string) sandbox.Config {
+	return sandbox.Config{ID: id, Netns: p.pod.Path()}
 }
 
-func (p *pod) setup(t *testing.T, cfg netbridge.Config) *netbridge.Sandbox {
+func (p *pod) setup(t *testing.T, cfg sandbox.Config) *sandbox.Sandbox {
 	t.Helper()
-	sb, err := netbridge.Setup(context.Background(), cfg)
+	sb, err := p.lib().Setup(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
 	t.Cleanup(func() {
 		sb.Close()
-		if err := netbridge.Teardown(context.Background(), p.stateDir, cfg.ID); err != nil {
+		if err := p.lib().Teardown(context.Background(), cfg.ID); err != nil {
 			t.Errorf("cleanup Teardown: %v", err)
 		}
 	})
@@ -64,7 +68,7 @@ func (p *pod) setup(t *testing.T, cfg netbridge.Config) *netbridge.Sandbox {
 
 func teardown(t *testing.T, stateDir, id string) {
 	t.Helper()
-	if err := netbridge.Teardown(context.Background(), stateDir, id); err != nil {
+	if err := netbridge.New(stateDir, nil).Teardown(context.Background(), id); err != nil {
 		t.Fatalf("Teardown: %v", err)
 	}
 }
@@ -109,13 +113,13 @@ func TestSetupTeardownRestoresSnapshot(t *testing.T) {
 	if tap.Attrs().Alias != "netbridge:sb-1" || tap.Attrs().MTU != 1500 || tap.Attrs().HardwareAddr.String() != nic.TapMAC.String() {
 		t.Errorf("tap attrs alias %q mtu %d mac %s", tap.Attrs().Alias, tap.Attrs().MTU, tap.Attrs().HardwareAddr)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, "sb-1"); err != nil {
+	if err := p.lib().Check(context.Background(), "sb-1"); err != nil {
 		t.Errorf("Check after Setup: %v", err)
 	}
 
 	// A second setup of the same id changes nothing and returns the same.
 	wired := testnet.Snapshot(t, p.pod)
-	again, err := netbridge.Setup(context.Background(), cfg)
+	again, err := p.lib().Setup(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("second Setup: %v", err)
 	}
@@ -139,7 +143,7 @@ func TestSetupTeardownRestoresSnapshot(t *testing.T) {
 	if f := testnet.DirNames(t, p.stateDir); len(f) != 0 {
 		t.Errorf("state dir holds %v after teardown", f)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, "sb-1"); !errors.Is(err, netbridge.ErrNotFound) {
+	if err := p.lib().Check(context.Background(), "sb-1"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("Check after Teardown = %v, want ErrNotFound", err)
 	}
 }
@@ -150,7 +154,7 @@ func TestExistingIngressQdiscIsReusedAndKept(t *testing.T) {
 	testnet.Exec(t, p.pod, "tc", "filter", "add", "dev", "eth0", "parent", "ffff:", "prio", "7", "protocol", "ip", "u32", "match", "ip", "dst", "203.0.113.7/32", "flowid", "1:1")
 	before := testnet.Snapshot(t, p.pod)
 	p.setup(t, p.config("sb-q"))
-	if err := netbridge.Check(context.Background(), p.stateDir, "sb-q"); err != nil {
+	if err := p.lib().Check(context.Background(), "sb-q"); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
 	teardown(t, p.stateDir, "sb-q")
@@ -195,7 +199,7 @@ func TestSelectsInterfaces(t *testing.T) {
 	// a second sandbox id in the same netns leaves the first one alone.
 	only := p.config("sb-only")
 	only.Interfaces = []string{"net2"}
-	sb2, err := netbridge.Setup(context.Background(), only)
+	sb2, err := p.lib().Setup(context.Background(), only)
 	if err != nil {
 		t.Fatalf("Setup of net2 only: %v", err)
 	}
@@ -203,7 +207,7 @@ func TestSelectsInterfaces(t *testing.T) {
 		t.Errorf("NICs %+v, want net2 only", sb2.NICs)
 	}
 	teardown(t, p.stateDir, "sb-only")
-	if err := netbridge.Check(context.Background(), p.stateDir, "sb-multi"); err != nil {
+	if err := p.lib().Check(context.Background(), "sb-multi"); err != nil {
 		t.Errorf("tearing down sb-only broke sb-multi: %v", err)
 	}
 }
@@ -217,31 +221,31 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		mod  func(*netbridge.Config)
+		mod  func(*sandbox.Config)
 		want error
 	}{
-		{"missing netns", func(c *netbridge.Config) { c.Netns = "/run/netns/does-not-exist-nb" }, netns.ErrNotExist},
-		{"file not netns", func(c *netbridge.Config) { c.Netns = notNetns }, netns.ErrNotNetns},
-		{"mount ns", func(c *netbridge.Config) { c.Netns = "/proc/self/ns/mnt" }, netns.ErrNotNetns},
-		{"host netns", func(c *netbridge.Config) { c.Netns = "/proc/self/ns/net" }, netns.ErrHostNetns},
-		{"id with slash", func(c *netbridge.Config) { c.ID = "a/b" }, sandboxid.ErrInvalid},
-		{"id with dotdot", func(c *netbridge.Config) { c.ID = "a..b" }, sandboxid.ErrInvalid},
-		{"id too long", func(c *netbridge.Config) { c.ID = strings.Repeat("x", 129) }, sandboxid.ErrInvalid},
-		{"absent interface", func(c *netbridge.Config) { c.Interfaces = []string{"eth7"} }, netbridge.ErrInvalidConfig},
-		{"unknown model", func(c *netbridge.Config) { c.Model = "carrier-pigeon" }, netbridge.ErrInvalidConfig},
-		{"bad queues", func(c *netbridge.Config) { c.Queues = 1000 }, netbridge.ErrInvalidConfig},
-		{"bad vhost", func(c *netbridge.Config) { c.Vhost = "maybe" }, netbridge.ErrInvalidConfig},
+		{"missing netns", func(c *sandbox.Config) { c.Netns = "/run/netns/does-not-exist-nb" }, netns.ErrNotExist},
+		{"file not netns", func(c *sandbox.Config) { c.Netns = notNetns }, netns.ErrNotNetns},
+		{"mount ns", func(c *sandbox.Config) { c.Netns = "/proc/self/ns/mnt" }, netns.ErrNotNetns},
+		{"host netns", func(c *sandbox.Config) { c.Netns = "/proc/self/ns/net" }, netns.ErrHostNetns},
+		{"id with slash", func(c *sandbox.Config) { c.ID = "a/b" }, sandboxid.ErrInvalid},
+		{"id with dotdot", func(c *sandbox.Config) { c.ID = "a..b" }, sandboxid.ErrInvalid},
+		{"id too long", func(c *sandbox.Config) { c.ID = strings.Repeat("x", 129) }, sandboxid.ErrInvalid},
+		{"absent interface", func(c *sandbox.Config) { c.Interfaces = []string{"eth7"} }, sandbox.ErrInvalidConfig},
+		{"unknown model", func(c *sandbox.Config) { c.Model = "carrier-pigeon" }, sandbox.ErrInvalidConfig},
+		{"bad queues", func(c *sandbox.Config) { c.Queues = 1000 }, sandbox.ErrInvalidConfig},
+		{"bad vhost", func(c *sandbox.Config) { c.Vhost = "maybe" }, sandbox.ErrInvalidConfig},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := p.config("sb-bad")
 			c.mod(&cfg)
-			sb, err := netbridge.Setup(context.Background(), cfg)
+			sb, err := p.lib().Setup(context.Background(), cfg)
 			if err == nil {
 				sb.Close()
-				netbridge.Teardown(context.Background(), p.stateDir, cfg.ID)
+				p.lib().Teardown(context.Background(), cfg.ID)
 				t.Fatal("Setup succeeded")
 			}
-			if !errors.Is(err, c.want) || !errors.Is(err, netbridge.ErrInvalidConfig) && c.want != sandboxid.ErrInvalid {
+			if !errors.Is(err, c.want) || !errors.Is(err, sandbox.ErrInvalidConfig) && c.want != sandboxid.ErrInvalid {
 				t.Errorf("Setup = %v, want %v", err, c.want)
 			}
 			if strings.Contains(err.Error(), "\n") {
@@ -263,12 +267,15 @@ func TestVhostOnFailsWithoutVhostNet(t *testing.T) {
 	}
 	p := newPod(t, 0)
 	cfg := p.config("sb-vhost")
-	cfg.Vhost = netbridge.VhostOn
-	_, err := netbridge.Setup(context.Background(), cfg)
+	cfg.Vhost = sandbox.VhostOn
+	_, err := p.lib().Setup(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "/dev/vhost-net") {
 		t.Fatalf("Setup with vhost on = %v, want an error naming /dev/vhost-net", err)
 	}
-	cfg.Vhost = netbridge.VhostAuto
+	if !errors.Is(err, netbridge.ErrNoVhost) || strings.Contains(err.Error(), "--") {
+		t.Errorf("Setup with vhost on = %v, want ErrNoVhost, naming no flag", err)
+	}
+	cfg.Vhost = sandbox.VhostAuto
 	sb := p.setup(t, cfg)
 	if sb.NICs[0].Vhost {
 		t.Error("vhost auto chose vhost without /dev/vhost-net")
@@ -279,13 +286,13 @@ func TestConcurrentSetupsOfOneIDEndInOneWiring(t *testing.T) {
 	p := newPod(t, 0)
 	cfg := p.config("sb-race")
 	var wg sync.WaitGroup
-	results := make([]*netbridge.Sandbox, 10)
+	results := make([]*sandbox.Sandbox, 10)
 	errs := make([]error, 10)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = netbridge.Setup(context.Background(), cfg)
+			results[i], errs[i] = p.lib().Setup(context.Background(), cfg)
 		}()
 	}
 	wg.Wait()
@@ -311,7 +318,7 @@ func TestConcurrentSetupsOfOneIDEndInOneWiring(t *testing.T) {
 	if taps != 1 {
 		t.Errorf("%d taps after 10 concurrent setups, want 1", taps)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, cfg.ID); err != nil {
+	if err := p.lib().Check(context.Background(), cfg.ID); err != nil {
 		t.Error(err)
 	}
 }
@@ -323,15 +330,15 @@ func TestCheckFindsDamageAndSetupRepairs(t *testing.T) {
 	p.setup(t, cfg)
 	testnet.Exec(t, p.pod, "tc", "filter", "del", "dev", "eth0", "parent", "ffff:", "prio", "20034")
 	testnet.Exec(t, p.pod, "ip", "link", "set", "nb-eth0", "down")
-	err := netbridge.Check(context.Background(), p.stateDir, cfg.ID)
+	err := p.lib().Check(context.Background(), cfg.ID)
 	var ce *netbridge.CheckError
 	if !errors.As(err, &ce) || len(ce.Problems) != 2 {
 		t.Fatalf("Check = %v, want a CheckError with 2 problems (filter, down)", err)
 	}
-	if _, err := netbridge.Setup(context.Background(), cfg); err != nil {
+	if _, err := p.lib().Setup(context.Background(), cfg); err != nil {
 		t.Fatalf("Setup over damaged wiring: %v", err)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, cfg.ID); err != nil {
+	if err := p.lib().Check(context.Background(), cfg.ID); err != nil {
 		t.Errorf("Check after repair: %v", err)
 	}
 	teardown(t, p.stateDir, cfg.ID)
@@ -348,13 +355,13 @@ func TestInterruptedSetupIsRedone(t *testing.T) {
 	// Make the record look like the process died half-way: the last two
 	// journal steps not done, the phase still setting-up.
 	interrupt(t, p.stateDir, cfg.ID, nil)
-	if err := netbridge.Check(context.Background(), p.stateDir, cfg.ID); err == nil {
+	if err := p.lib().Check(context.Background(), cfg.ID); err == nil {
 		t.Error("Check of an interrupted setup = nil")
 	}
-	if _, err := netbridge.Setup(context.Background(), cfg); err != nil {
+	if _, err := p.lib().Setup(context.Background(), cfg); err != nil {
 		t.Fatalf("Setup after the interruption: %v", err)
 	}
-	if err := netbridge.Check(context.Background(), p.stateDir, cfg.ID); err != nil {
+	if err := p.lib().Check(context.Background(), cfg.ID); err != nil {
 		t.Errorf("Check after redo: %v", err)
 	}
 	teardown(t, p.stateDir, cfg.ID)
@@ -374,19 +381,19 @@ func TestTeardownAfterNetnsIsGone(t *testing.T) {
 	t.Cleanup(destroy)
 	testnet.VethPair(t, p.node, victim, "vethv", "eth0", 0)
 	testnet.AddAddr(t, victim, "eth0", "192.0.2.2/24")
-	sb, err := netbridge.Setup(context.Background(), netbridge.Config{ID: "sb-gone", Netns: victim.Path(), StateDir: dir})
+	sb, err := netbridge.New(dir, nil).Setup(context.Background(), sandbox.Config{ID: "sb-gone", Netns: victim.Path()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sb.Close()
 	destroy()
-	if err := netbridge.Teardown(context.Background(), dir, "sb-gone"); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(context.Background(), "sb-gone"); err != nil {
 		t.Fatalf("Teardown with the netns gone: %v", err)
 	}
 	if f := testnet.DirNames(t, dir); len(f) != 0 {
 		t.Errorf("state left: %v", f)
 	}
-	if err := netbridge.Teardown(context.Background(), dir, "never-seen"); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(context.Background(), "never-seen"); err != nil {
 		t.Errorf("Teardown of an unknown id: %v", err)
 	}
 }
@@ -406,7 +413,7 @@ func TestHoldFDs(t *testing.T) {
 	}
 	// The queues are held: a second setup of the same id reopens more
 	// queues of the multi-queue tap.
-	again, err := netbridge.Setup(context.Background(), cfg)
+	again, err := p.lib().Setup(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("second Setup holding fds: %v", err)
 	}
@@ -424,15 +431,15 @@ func TestHoldFDs(t *testing.T) {
 func TestStatusAndLoad(t *testing.T) {
 	p := newPod(t, 0)
 	p.setup(t, p.config("sb-b"))
-	all, err := netbridge.List(p.stateDir)
+	all, err := p.lib().List(context.Background())
 	if err != nil || len(all) != 1 || all[0].ID != "sb-b" || all[0].Phase != "ready" {
 		t.Fatalf("List = %+v, %v", all, err)
 	}
-	sb, err := netbridge.Load(p.stateDir, "sb-b")
+	sb, err := p.lib().Load(context.Background(), "sb-b")
 	if err != nil || sb.NICs[0].Addresses[0] != netip.MustParsePrefix("198.51.100.2/24") {
 		t.Fatalf("Load = %+v, %v", sb, err)
 	}
-	if _, err := netbridge.Load(p.stateDir, "nope"); !errors.Is(err, netbridge.ErrNotFound) {
+	if _, err := p.lib().Load(context.Background(), "nope"); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("Load of an unknown id = %v, want ErrNotFound", err)
 	}
 }

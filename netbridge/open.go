@@ -9,6 +9,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/netbridge/internal/model"
 	"github.com/netbridge/netbridge/pkg/netns"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // OpenQueues opens the queues of every NIC of the recorded sandbox id (and
@@ -19,12 +20,9 @@ import (
 //
 // A single-queue tap accepts one opener at a time: while a hypervisor holds
 // it, OpenQueues fails with EBUSY.
-func OpenQueues(ctx context.Context, stateDir, id string) (*Sandbox, error) {
-	sb, err := Load(stateDir, id)
+func (m *Manager) OpenQueues(ctx context.Context, id string) (*sandbox.Sandbox, error) {
+	sb, err := m.Load(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	n, err := netns.Open(sb.Netns)
@@ -46,7 +44,7 @@ func OpenQueues(ctx context.Context, stateDir, id string) (*Sandbox, error) {
 // openAll opens the queues of the NICs of nics that open selects (every
 // one when nil), on a thread inside n, whose handle h is; on failure it
 // closes every file of nics.
-func openAll(n *netns.NS, h *netlink.Handle, nics []NIC, open func(*NIC) bool) error {
+func openAll(n *netns.NS, h *netlink.Handle, nics []sandbox.NIC, open func(*sandbox.NIC) bool) error {
 	err := n.Do(func() error {
 		for i := range nics {
 			if open != nil && !open(&nics[i]) {

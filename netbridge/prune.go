@@ -7,7 +7,6 @@ import (
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/netns"
-	"github.com/netbridge/netbridge/pkg/state"
 )
 
 // netnsGone reports whether the netns of rec is nowhere to be found (not
@@ -30,43 +29,33 @@ func netnsGone(rec *journal.Record) bool {
 // under its lock, so a concurrent setup of the same id is never undone: it
 // either ran first (the netns is there, the record stays) or runs after.
 // A record that cannot be read is reported and left in place.
-func Prune(ctx context.Context, stateDir string) ([]string, error) {
-	st, ids, err := recordedIDs(stateDir)
+func (m *Manager) Prune(ctx context.Context) ([]string, error) {
+	st, ids, err := m.recordedIDs()
 	if err != nil {
 		return nil, err
 	}
 	var pruned []string
 	var errs []error
 	for _, id := range ids {
-		gone, err := pruneOne(ctx, st, id)
+		gone := false
+		err := m.withRecord(ctx, st, id, func(rec *journal.Record) error {
+			if rec == nil || !netnsGone(rec) {
+				return nil
+			}
+			if err := rec.UndoAll(ctx, st); err != nil {
+				return fmt.Errorf("pruning sandbox %q: %w", id, err)
+			}
+			gone = true
+			return nil
+		})
 		if err != nil {
 			errs = append(errs, &RecordError{ID: id, Err: err})
 			continue
 		}
 		if gone {
 			pruned = append(pruned, id)
-			loggerFrom(ctx).Info("pruned: the netns is gone", "id", id)
+			m.log.Info("pruned: the netns is gone", "id", id)
 		}
 	}
 	return pruned, errors.Join(errs...)
-}
-
-// pruneOne removes id's record when its netns is gone, under its lock.
-func pruneOne(ctx context.Context, s *state.Store, id string) (bool, error) {
-	lock, err := s.Lock(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	defer s.Release(lock, id)
-	rec, err := journal.Read(s, id)
-	if err != nil || rec == nil {
-		return false, err
-	}
-	if !netnsGone(rec) {
-		return false, nil
-	}
-	if err := rec.UndoAll(ctx, s); err != nil {
-		return false, fmt.Errorf("pruning sandbox %q: %w", id, err)
-	}
-	return true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,7 +22,7 @@ import (
 // session is what Setup and Attach hold while they work: the request, the
 // state store with the lock of the sandbox id, and its open netns, locked.
 type session struct {
-	cfg   Config
+	cfg   sandbox.Config
 	req   journal.Request
 	st    *state.Store
 	lock  *state.Lock
@@ -31,16 +32,16 @@ type session struct {
 }
 
 // begin validates cfg, takes the lock of its id and opens its netns.
-func begin(ctx context.Context, cfg Config) (*session, error) {
+func (m *Manager) begin(ctx context.Context, cfg sandbox.Config) (*session, error) {
 	start := time.Now()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	vhost, err := resolveVhost(cfg.Vhost)
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Open(state.Dir(cfg.StateDir))
+	st, err := m.store()
 	if err != nil {
 		return nil, err
 	}
@@ -51,15 +52,15 @@ func begin(ctx context.Context, cfg Config) (*session, error) {
 	n, err := netns.Open(cfg.Netns)
 	if err != nil {
 		st.Release(lock, cfg.ID)
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidConfig, err)
 	}
 	if err := lockNetns(ctx, n); err != nil {
 		n.Close()
 		st.Release(lock, cfg.ID)
 		return nil, err
 	}
-	log := loggerFrom(ctx).With("id", cfg.ID)
-	return &session{cfg: cfg, req: cfg.request(vhost), st: st, lock: lock, n: n, log: log, start: start}, nil
+	log := m.log.With("id", cfg.ID)
+	return &session{cfg: cfg, req: requestOf(cfg, vhost), st: st, lock: lock, n: n, log: log, start: start}, nil
 }
 
 // end closes the netns and releases the lock.
@@ -109,13 +110,30 @@ func (s *session) options() *model.Options {
 	}
 }
 
+// requestOf returns the part of cfg that shapes the wiring, with vhost
+// resolved and the defaults filled in.
+func requestOf(cfg sandbox.Config, vhost bool) journal.Request {
+	r := journal.Request{
+		Model: cfg.Model, Interfaces: slices.Sorted(slices.Values(cfg.Interfaces)), Queues: max(cfg.Queues, 1),
+		Vhost: vhost, TapOwner: cfg.TapOwner, TapGroup: cfg.TapGroup, MacvtapMode: cfg.MacvtapMode,
+		TapName: cfg.TapName, Network: cfg.Network,
+	}
+	if r.Model == "" {
+		r.Model = sandbox.ModelTCFilter
+	}
+	if r.MacvtapMode == "" {
+		r.MacvtapMode = sandbox.MacvtapBridge
+	}
+	return r
+}
+
 // resolveVhost says whether to use vhost-net.
 func resolveVhost(v sandbox.Vhost) (bool, error) {
 	_, err := os.Stat(probe.VhostNetPath)
 	switch v {
 	case sandbox.VhostOn:
 		if err != nil {
-			return false, fmt.Errorf("vhost on: %s is not available (%w); load vhost_net or use --vhost auto or off", probe.VhostNetPath, err)
+			return false, fmt.Errorf("%w: vhost on: %s is not available (%w); load vhost_net, or ask for vhost auto or off", ErrNoVhost, probe.VhostNetPath, err)
 		}
 		return true, nil
 	case sandbox.VhostAuto:

@@ -27,17 +27,17 @@ import (
 // by a crash, by a different request or by a netns that was replaced is
 // undone first, but only once the new request was checked against the
 // netns as that undo will leave it: a request that cannot be wired fails
-// with ErrInvalidConfig (or the error that shows it cannot) and leaves the
+// with sandbox.ErrInvalidConfig (or the error that shows it cannot) and leaves the
 // earlier wiring as it was. On failure, everything this call did is undone
 // again.
 //
 // An interface that netbridge wired for another sandbox is refused with a
-// *TakenError (ErrInvalidConfig), named explicitly or under Strict, and
+// *TakenError (sandbox.ErrInvalidConfig), named explicitly or under Strict, and
 // skipped with a warning otherwise. A sandbox whose interfaces were
 // attached one by one (Attach, the CNI plugin) is refused with
 // ErrModeConflict: Setup does not take it over.
-func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
-	s, err := begin(ctx, cfg)
+func (m *Manager) Setup(ctx context.Context, cfg sandbox.Config) (*sandbox.Sandbox, error) {
+	s, err := m.begin(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func Setup(ctx context.Context, cfg Config) (*Sandbox, error) {
 // recorded sandbox when its wiring is intact and as asked, refuses one
 // attached interface by interface, and else undoes it once the request was
 // checked against the netns as the undo will leave it (nil, nil).
-func (s *session) redo(ctx context.Context, old *journal.Record) (*Sandbox, error) {
+func (s *session) redo(ctx context.Context, old *journal.Record) (*sandbox.Sandbox, error) {
 	cfg := s.cfg
 	if old.Mode == journal.ModeAttach {
 		return nil, fmt.Errorf("setting up sandbox %q: %w: its interfaces (%s) were attached one by one (by the CNI plugin), as recorded in %s; setup does not take them over: detach them (CNI DEL) or tear the sandbox down first",
@@ -100,7 +100,7 @@ func (s *session) redo(ctx context.Context, old *journal.Record) (*Sandbox, erro
 
 // setup wires the sandbox anew, recorded in a new record; on failure it
 // rolls back.
-func (s *session) setup(ctx context.Context) (*Sandbox, error) {
+func (s *session) setup(ctx context.Context) (*sandbox.Sandbox, error) {
 	cfg := s.cfg
 	dns := cfg.DNS
 	if dns.IsZero() && cfg.CNICacheDir != "" {
@@ -116,10 +116,10 @@ func (s *session) setup(ctx context.Context) (*Sandbox, error) {
 		NetnsID:     s.n.ID(),
 		NetnsCookie: netnsCookie(s.n),
 		Request:     s.req,
-		Sandbox:     Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []NIC{}, DNS: dns},
+		Sandbox:     sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}, DNS: dns},
 	}
 	rec.SetLog(s.log)
-	var sb *Sandbox
+	var sb *sandbox.Sandbox
 	err := s.run(rec, func(tx *journal.Tx) error {
 		var err error
 		if sb, err = s.wireSandbox(ctx, tx); err == nil {
@@ -139,7 +139,7 @@ func (s *session) setup(ctx context.Context) (*Sandbox, error) {
 
 // wireSandbox discovers the interfaces and wires those the request
 // attaches, in the record of tx.
-func (s *session) wireSandbox(ctx context.Context, tx *journal.Tx) (*Sandbox, error) {
+func (s *session) wireSandbox(ctx context.Context, tx *journal.Tx) (*sandbox.Sandbox, error) {
 	v, err := netview.Read(tx.Netns().H)
 	if err != nil {
 		return nil, err
@@ -172,7 +172,7 @@ func (s *session) wireSandbox(ctx context.Context, tx *journal.Tx) (*Sandbox, er
 // reuse returns the sandbox of a ready record whose wiring is intact,
 // reopening the queues when the caller holds fds. It returns errBroken
 // when the wiring must be redone.
-func reuse(n *netns.NS, rec *journal.Record, holdFDs bool) (*Sandbox, error) {
+func reuse(n *netns.NS, rec *journal.Record, holdFDs bool) (*sandbox.Sandbox, error) {
 	h, err := journal.OpenHandle(n)
 	if err != nil {
 		return nil, err

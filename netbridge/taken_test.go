@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -24,10 +25,12 @@ func TestConcurrentSandboxesTakeOneInterfaceOnce(t *testing.T) {
 		const n = 4
 		var wg sync.WaitGroup
 		errs := make([]error, n)
-		cfgs := make([]netbridge.Config, n)
+		cfgs := make([]sandbox.Config, n)
+		libs := make([]*netbridge.Manager, n) // a state directory each
 		for i := range n {
-			cfgs[i] = netbridge.Config{ID: []string{"ra", "rb", "rc", "rd"}[i], Netns: p.pod.Path(), StateDir: t.TempDir(), Interfaces: []string{"eth0"}, TapName: []string{"tapa", "tapb", "tapc", "tapd"}[i]}
-			wg.Go(func() { _, errs[i] = netbridge.Setup(ctx, cfgs[i]) })
+			cfgs[i] = sandbox.Config{ID: []string{"ra", "rb", "rc", "rd"}[i], Netns: p.pod.Path(), Interfaces: []string{"eth0"}, TapName: []string{"tapa", "tapb", "tapc", "tapd"}[i]}
+			libs[i] = netbridge.New(t.TempDir(), nil)
+			wg.Go(func() { _, errs[i] = libs[i].Setup(ctx, cfgs[i]) })
 		}
 		wg.Wait()
 		won := -1
@@ -41,8 +44,8 @@ func TestConcurrentSandboxesTakeOneInterfaceOnce(t *testing.T) {
 				t.Errorf("round %d: %s: %v, want ErrInterfaceTaken", round, cfgs[i].ID, err)
 			}
 		}
-		for _, c := range cfgs {
-			if err := netbridge.Teardown(ctx, c.StateDir, c.ID); err != nil {
+		for i, c := range cfgs {
+			if err := libs[i].Teardown(ctx, c.ID); err != nil {
 				t.Fatalf("round %d: teardown %s: %v", round, c.ID, err)
 			}
 		}
@@ -69,10 +72,10 @@ func TestSetupRepairsWhenTheTapWasDeleted(t *testing.T) {
 		cfg.Interfaces = []string{"eth0"}
 		run := func() error {
 			if attach {
-				_, err := netbridge.Attach(ctx, cfg)
+				_, err := p.lib().Attach(ctx, cfg)
 				return err
 			}
-			_, err := netbridge.Setup(ctx, cfg)
+			_, err := p.lib().Setup(ctx, cfg)
 			return err
 		}
 		if err := run(); err != nil {
@@ -82,7 +85,7 @@ func TestSetupRepairsWhenTheTapWasDeleted(t *testing.T) {
 		if err := run(); err != nil {
 			t.Fatalf("attach %t: setting up again after the tap was deleted: %v", attach, err)
 		}
-		if err := netbridge.Check(ctx, p.stateDir, cfg.ID); err != nil {
+		if err := p.lib().Check(ctx, cfg.ID); err != nil {
 			t.Errorf("attach %t: Check after the repair: %v", attach, err)
 		}
 		teardown(t, p.stateDir, cfg.ID)

@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/netbridge/netbridge/netbridge/internal/journal"
-	"github.com/netbridge/netbridge/pkg/sandboxid"
-	"github.com/netbridge/netbridge/pkg/state"
 )
 
 // Teardown undoes the recorded setup of sandbox id, newest object first,
@@ -18,25 +14,14 @@ import (
 // link of the same name that is not tagged as ours is left alone. When
 // something cannot be removed, the record keeps what is left, so that
 // teardown can be run again.
-func Teardown(ctx context.Context, stateDir, id string) error {
-	if err := sandboxid.Check(id); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
+func (m *Manager) Teardown(ctx context.Context, id string) error {
 	start := time.Now()
-	log := loggerFrom(ctx).With("id", id)
-	st, err := state.Open(state.Dir(stateDir))
+	log := m.log.With("id", id)
+	st, rec, unlock, err := m.lockedRecord(ctx, id)
 	if err != nil {
 		return err
 	}
-	lock, err := st.Lock(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer st.Release(lock, id)
-	rec, err := journal.Read(st, id)
-	if err != nil {
-		return err
-	}
+	defer unlock()
 	if rec == nil {
 		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir(), "elapsed", time.Since(start))
 		return nil

@@ -70,41 +70,41 @@ func TestEntryPointsNeverMoveOtherThreads(t *testing.T) {
 				// Only worker 0 wires eth0; the others exercise the
 				// read-only entry points and setup's failure path.
 				if w == 0 {
-					sb, err := netbridge.Setup(ctx, cfg)
+					sb, err := p.lib().Setup(ctx, cfg)
 					if err != nil {
 						t.Errorf("Setup: %v", err)
 						return
 					}
 					sb.Close()
-					if err := netbridge.Check(ctx, p.stateDir, id); err != nil {
+					if err := p.lib().Check(ctx, id); err != nil {
 						t.Errorf("Check: %v", err)
 					}
-					if _, err := netbridge.Load(p.stateDir, id); err != nil {
+					if _, err := p.lib().Load(context.Background(), id); err != nil {
 						t.Errorf("Load: %v", err)
 					}
 					if i%2 == 0 {
-						if err := netbridge.Teardown(ctx, p.stateDir, id); err != nil {
+						if err := p.lib().Teardown(ctx, id); err != nil {
 							t.Errorf("Teardown: %v", err)
 						}
 					}
 				} else {
 					bad := cfg
 					bad.Interfaces = []string{"absent0"}
-					if _, err := netbridge.Setup(ctx, bad); err == nil {
+					if _, err := p.lib().Setup(ctx, bad); err == nil {
 						t.Error("Setup of an absent interface succeeded")
 					}
 				}
 				if _, err := netbridge.Discover(ctx, p.pod.Path(), nil); err != nil {
 					t.Errorf("Discover: %v", err)
 				}
-				if _, err := netbridge.List(p.stateDir); err != nil {
+				if _, err := p.lib().List(context.Background()); err != nil {
 					t.Errorf("List: %v", err)
 				}
 				if cur, _ := netns.Current(); cur != home {
 					t.Errorf("a worker thread moved to netns %v", cur)
 				}
 			}
-			if err := netbridge.Teardown(ctx, p.stateDir, id); err != nil {
+			if err := p.lib().Teardown(ctx, id); err != nil {
 				t.Errorf("final Teardown: %v", err)
 			}
 		}()

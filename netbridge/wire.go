@@ -9,6 +9,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/netbridge/internal/model"
 	"github.com/netbridge/netbridge/netbridge/internal/netview"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // wireAll connects the interfaces d attaches to the guest, each with the
@@ -19,14 +20,14 @@ import (
 // one by one after them. Every object is journaled under its interface's
 // name. On failure the NICs' files are closed and what was made stays
 // journaled for the caller's rollback.
-func (s *session) wireAll(ctx context.Context, tx *journal.Tx, d *decision, before func(netview.Link)) ([]NIC, error) {
+func (s *session) wireAll(ctx context.Context, tx *journal.Tx, d *decision, before func(netview.Link)) ([]sandbox.NIC, error) {
 	names, opts := model.NewNaming(s.cfg.ID, s.req.TapName, d.view, s.st), s.options()
 	jobs := make([]*model.Job, len(d.attach))
 	ms := make([]model.Model, len(d.attach))
-	fail := func(err error) ([]NIC, error) {
+	fail := func(err error) ([]sandbox.NIC, error) {
 		for _, j := range jobs {
 			if j != nil {
-				model.CloseNICs([]NIC{*j.NIC})
+				model.CloseNICs([]sandbox.NIC{*j.NIC})
 			}
 		}
 		return nil, err
@@ -41,7 +42,7 @@ func (s *session) wireAll(ctx context.Context, tx *journal.Tx, d *decision, befo
 		if err != nil {
 			return fail(fmt.Errorf("interface %q: %w", link.Name, err))
 		}
-		nic := &NIC{
+		nic := &sandbox.NIC{
 			Name: link.Name, Network: s.req.Network, Kind: link.Kind, Index: link.Index, Model: m.Name(), Why: why,
 			GuestMAC: link.MAC, MTU: link.MTU, Queues: s.req.Queues, Vhost: s.req.Vhost,
 			Addresses: link.Addresses, Routes: link.Routes, Neighbors: link.Neighbors,
@@ -62,7 +63,7 @@ func (s *session) wireAll(ctx context.Context, tx *journal.Tx, d *decision, befo
 			return fail(fmt.Errorf("interface %q: %w", iface, models.Explain(err, ms[i])))
 		}
 	}
-	out := make([]NIC, len(jobs))
+	out := make([]sandbox.NIC, len(jobs))
 	for i, j := range jobs {
 		var err error
 		if _, ok := ms[i].(model.Planner); ok {

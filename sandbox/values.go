@@ -35,7 +35,7 @@ const (
 var Models = []Model{ModelTCFilter, ModelBridge, ModelMacvtap, ModelNone, ModelAuto}
 
 // Valid reports whether m may be asked for (the empty model means
-// ModelTCFilter).
+// ModelTCFilter). Records also hold ModelPassthrough and ModelMixed.
 func (m Model) Valid() bool { return m == "" || slices.Contains(Models, m) }
 
 // Vhost says whether the hypervisor uses vhost-net.
@@ -71,6 +71,10 @@ func (m MacvtapMode) Valid() bool { return m == "" || m == MacvtapBridge || m ==
 // MaxQueues is the largest number of queues per tap, and so of queue pairs
 // per NIC: the Linux tap driver allows at most 256 (MAX_TAP_QUEUES).
 const MaxQueues = 256
+
+// ReasonNotNamed is the Reason of an Interface that a request naming
+// interfaces leaves out.
+const ReasonNotNamed = "not among the interfaces named"
 
 // Phase is how far the setup of a recorded sandbox got.
 type Phase string

@@ -9,7 +9,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
@@ -110,11 +109,11 @@ func parseConf(stdin []byte) (*netConf, *current.Result, error) {
 
 // config is the library configuration of an ADD of interface ifname of
 // container id in the netns at netnsPath.
-func (c *netConf) config(id, netnsPath, ifname string, prev *current.Result) (netbridge.Config, error) {
-	cfg := netbridge.Config{
+func (c *netConf) config(id, netnsPath, ifname string, prev *current.Result) (sandbox.Config, error) {
+	cfg := sandbox.Config{
 		ID: id, Netns: netnsPath, Model: c.Model, Interfaces: []string{ifname},
 		Queues: c.Queues, Vhost: sandbox.Vhost(c.Vhost), TapName: c.TapName, MacvtapMode: c.MacvtapMode,
-		TapOwner: c.TapOwner, TapGroup: c.TapGroup, StateDir: c.StateDir, Network: c.Name,
+		TapOwner: c.TapOwner, TapGroup: c.TapGroup, Network: c.Name,
 	}
 	if prev != nil {
 		b, err := json.Marshal(prev)

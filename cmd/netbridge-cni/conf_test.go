@@ -119,8 +119,11 @@ func TestParseConfPrevResultEachVersion(t *testing.T) {
 				t.Errorf("DNS %+v, want %+v", cfg.DNS, want)
 			}
 			if cfg.ID != "ctr1" || cfg.Netns != "/run/netns/pod" || !slices.Equal(cfg.Interfaces, []string{"eth0"}) ||
-				cfg.Model != "tcfilter" || cfg.Queues != 2 || cfg.StateDir != "/tmp/nb" || cfg.Network != "podnet" {
+				cfg.Model != "tcfilter" || cfg.Queues != 2 || cfg.Network != "podnet" {
 				t.Errorf("config %+v", cfg)
+			}
+			if dir := (&call{conf: conf}).stateDir(); dir != "/tmp/nb" {
+				t.Errorf("state directory %q, want the configuration's /tmp/nb", dir)
 			}
 		})
 	}

@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,13 +56,15 @@ func main() {
 }
 
 // call is one plugin invocation: its configuration, the previous
-// plugin's result (nil when none), and a context bounded by timeout and
-// SIGTERM whose logger writes to conf.LogFile.
+// plugin's result (nil when none), a context bounded by timeout and
+// SIGTERM, a logger that writes to conf.LogFile, and the library on the
+// configuration's state directory, logging there too.
 type call struct {
 	conf *netConf
 	prev *current.Result
 	ctx  context.Context
 	log  *slog.Logger
+	lib  *netbridge.Manager
 	done func()
 }
 
@@ -80,11 +84,15 @@ func start(args *skel.CmdArgs) (*call, error) {
 		}
 		c.log = slog.New(slog.NewJSONHandler(f, nil)).With("cni_command", os.Getenv("CNI_COMMAND"),
 			"network", conf.Name, "container", args.ContainerID, "ifname", args.IfName)
-		c.ctx = netbridge.ContextWithLogger(ctx, c.log)
 		c.done = func() { stop(); cancel(); f.Close() }
 	}
+	c.lib = netbridge.New(c.stateDir(), c.log)
 	return c, nil
 }
+
+// stateDir is the state directory of the call: the configuration's
+// stateDir, else $NETBRIDGE_STATE_DIR, else the default.
+func (c *call) stateDir() string { return state.Dir(c.conf.StateDir) }
 
 // with makes fn a skel command: the call is started from args and ended
 // after fn.
@@ -151,7 +159,7 @@ func add(c *call, args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	sb, err := netbridge.Attach(ctx, cfg)
+	sb, err := c.lib.Attach(ctx, cfg)
 	if err != nil {
 		return cniError(err)
 	}
@@ -182,11 +190,11 @@ func tapInterface(nic sandbox.NIC, netnsPath string) *current.Interface {
 // directory has no record while the interface is still wired for this
 // container (ADD was given another stateDir).
 func del(c *call, args *skel.CmdArgs) error {
-	conf, ctx := c.conf, c.ctx
-	err := netbridge.Detach(ctx, conf.StateDir, args.ContainerID, args.IfName)
+	ctx := c.ctx
+	err := c.lib.Detach(ctx, args.ContainerID, args.IfName)
 	switch {
 	case errors.Is(err, netbridge.ErrModeConflict):
-		c.log.Warn("DEL leaves the sandbox as it is: it was set up as a whole by netbridge setup or the OCI hook, not attached by this plugin; netbridge teardown of the sandbox id removes it", "state_dir", state.Dir(conf.StateDir), "error", err.Error())
+		c.log.Warn("DEL leaves the sandbox as it is: it was set up as a whole by netbridge setup or the OCI hook, not attached by this plugin; netbridge teardown of the sandbox id removes it", "state_dir", c.lib.Dir(), "error", err.Error())
 		return nil
 	case errors.Is(err, linkname.ErrNotUTF8):
 		// ADD refuses such a name, so nothing is attached under it. (A
@@ -216,21 +224,21 @@ func stillWired(c *call, args *skel.CmdArgs) {
 	for _, i := range ifs {
 		if i.Name == args.IfName && i.WiredFor == args.ContainerID {
 			c.log.Warn("DEL found no record of this interface in its state directory, but the interface is still wired by netbridge for this container: was ADD given another stateDir? DEL leaves that wiring in place (it goes with the netns); netbridge teardown with the state directory ADD used removes it",
-				"state_dir", state.Dir(c.conf.StateDir))
+				"state_dir", c.lib.Dir())
 			return
 		}
 	}
 }
 
 func check(c *call, args *skel.CmdArgs) error {
-	conf, prev, ctx := c.conf, c.prev, c.ctx
+	prev, ctx := c.prev, c.ctx
 	if prev == nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, errNoPrevResult.Error(), "")
 	}
-	if err := netbridge.CheckInterface(ctx, conf.StateDir, args.ContainerID, args.IfName); err != nil {
+	if err := c.lib.CheckInterface(ctx, args.ContainerID, args.IfName); err != nil {
 		return cniError(err)
 	}
-	sb, err := netbridge.Load(conf.StateDir, args.ContainerID)
+	sb, err := c.lib.Load(ctx, args.ContainerID)
 	if err != nil {
 		return cniError(err)
 	}
@@ -255,13 +263,12 @@ func check(c *call, args *skel.CmdArgs) error {
 // status reports whether the plugin can attach: the tun device can be
 // opened and the state directory written.
 func status(c *call, _ *skel.CmdArgs) error {
-	conf := c.conf
 	f, err := os.OpenFile(tap.CloneDevice, os.O_RDWR, 0)
 	if err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "no tun device", fmt.Sprintf("%v; load the tun module", err))
 	}
 	f.Close()
-	if _, err := state.Open(state.Dir(conf.StateDir)); err != nil {
+	if _, err := state.Open(c.lib.Dir()); err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "state directory not usable", err.Error())
 	}
 	return nil
@@ -284,7 +291,7 @@ func gc(c *call, args *skel.CmdArgs) error {
 	for _, a := range list {
 		valid[a] = true
 	}
-	gone, err := netbridge.Collect(ctx, conf.StateDir, conf.Name, func(id, ifname string) bool {
+	gone, err := c.lib.Collect(ctx, conf.Name, func(id, ifname string) bool {
 		return valid[types.GCAttachment{ContainerID: id, IfName: ifname}]
 	})
 	if len(gone) > 0 {
@@ -296,18 +303,36 @@ func gc(c *call, args *skel.CmdArgs) error {
 	return nil
 }
 
-// cniError maps a library error to a CNI error code.
+// cniError maps a library error to a CNI error code, with what the
+// network configuration can change about it as the details.
 func cniError(err error) error {
 	code := types.ErrInternal
 	switch {
 	case errors.Is(err, netns.ErrNotExist), errors.Is(err, netns.ErrNotNetns), errors.Is(err, netns.ErrHostNetns):
 		code = types.ErrInvalidNetNS
-	case errors.Is(err, netbridge.ErrInvalidConfig):
+	case errors.Is(err, sandbox.ErrInvalidConfig):
 		code = types.ErrInvalidNetworkConfig
 	case errors.Is(err, netbridge.ErrNotFound):
 		code = types.ErrUnknownContainer
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = types.ErrTryAgainLater
 	}
-	return types.NewError(code, err.Error(), "")
+	return types.NewError(code, err.Error(), hint(err))
+}
+
+// hint says which keys of the network configuration do what the library's
+// typed errors suggest, "" when none.
+func hint(err error) string {
+	var mf *netbridge.MissingFeatureError
+	switch {
+	case errors.As(err, &mf) && len(mf.Works) > 0:
+		models := make([]string, len(mf.Works))
+		for i, m := range mf.Works {
+			models[i] = strconv.Quote(string(m))
+		}
+		return `set "model" to ` + strings.Join(models, " or ") + " in the network configuration"
+	case errors.Is(err, netbridge.ErrNoVhost):
+		return `set "vhost" to "auto" or "off" in the network configuration`
+	}
+	return ""
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/tap"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 func TestSpecVersions(t *testing.T) {
@@ -33,7 +34,7 @@ func TestCNIError(t *testing.T) {
 		{netns.ErrNotExist, types.ErrInvalidNetNS},
 		{netns.ErrNotNetns, types.ErrInvalidNetNS},
 		{netns.ErrHostNetns, types.ErrInvalidNetNS},
-		{netbridge.ErrInvalidConfig, types.ErrInvalidNetworkConfig},
+		{sandbox.ErrInvalidConfig, types.ErrInvalidNetworkConfig},
 		{netbridge.ErrNotFound, types.ErrUnknownContainer},
 		{context.DeadlineExceeded, types.ErrTryAgainLater},
 		{context.Canceled, types.ErrTryAgainLater},

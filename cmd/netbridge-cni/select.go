@@ -47,7 +47,7 @@ const warnedFile = ".no-pod-annotations-warned"
 // warnNoAnnotations logs, once per state directory, that the runtime
 // passes no pod annotations, so that no pod can be selected.
 func (c *call) warnNoAnnotations() {
-	dir := state.Dir(c.conf.StateDir)
+	dir := c.stateDir()
 	marker := filepath.Join(dir, warnedFile)
 	if _, err := os.Lstat(marker); err == nil {
 		return

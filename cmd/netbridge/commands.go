@@ -21,6 +21,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/probe"
+	"github.com/netbridge/netbridge/pkg/state"
 	"github.com/netbridge/netbridge/sandbox"
 )
 
@@ -37,6 +38,12 @@ type stateFlags struct {
 func (s *stateFlags) register(fs *flag.FlagSet, timeout time.Duration) {
 	fs.StringVar(&s.stateDir, "state-dir", "", "state directory (default $NETBRIDGE_STATE_DIR, else /run/netbridge)")
 	fs.DurationVar(&s.timeout, "timeout", timeout, "give up after this long, including the wait for another netbridge working on the same id")
+}
+
+// manager returns the library on the state directory of the flags:
+// --state-dir, else $NETBRIDGE_STATE_DIR, else the default, logging to log.
+func (s *stateFlags) manager(log *slog.Logger) *netbridge.Manager {
+	return netbridge.New(state.Dir(s.stateDir), log)
 }
 
 func (s *stateFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -89,7 +96,7 @@ type setupOutput struct {
 
 // setupFlags are the flags that shape a setup, shared by setup and hook.
 type setupFlags struct {
-	cfg          netbridge.Config
+	cfg          sandbox.Config
 	ifaces       listFlag
 	owner, group idFlag
 }
@@ -115,10 +122,10 @@ func modelList() string {
 	return strings.Join(names, ", ")
 }
 
-// config returns the setup configuration, with the state directory.
-func (f *setupFlags) config(stateDir string) netbridge.Config {
+// config returns the setup configuration.
+func (f *setupFlags) config() sandbox.Config {
 	c := f.cfg
-	c.Interfaces, c.TapOwner, c.TapGroup, c.StateDir = f.ifaces, f.owner.v, f.group.v, stateDir
+	c.Interfaces, c.TapOwner, c.TapGroup = f.ifaces, f.owner.v, f.group.v
 	return c
 }
 
@@ -142,11 +149,11 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err := errors.Join(need("netns", netnsPath), need("id", id), checkOutput(output, "text", "json")); err != nil {
 		return err
 	}
-	cfg := setup.config(sf.stateDir)
+	cfg := setup.config()
 	cfg.ID, cfg.Netns = id, netnsPath
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	sb, err := netbridge.Setup(ctx, cfg)
+	sb, err := sf.manager(nil).Setup(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -219,8 +226,8 @@ func runTeardown(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	// Warnings (a replaced interface left alone, a link of our name that
 	// is not ours) go to standard error.
-	ctx = netbridge.ContextWithLogger(ctx, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	return netbridge.Teardown(ctx, sf.stateDir, id)
+	warn := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return sf.manager(warn).Teardown(ctx, id)
 }
 
 func runPrune(ctx context.Context, e *env, args []string) error {
@@ -232,7 +239,7 @@ func runPrune(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	pruned, err := netbridge.Prune(ctx, sf.stateDir)
+	pruned, err := sf.manager(nil).Prune(ctx)
 	for _, id := range pruned {
 		fmt.Fprintf(e.stdout, "removed the record of %s: its netns is gone\n", id)
 	}
@@ -249,7 +256,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	err = netbridge.Check(ctx, sf.stateDir, id)
+	err = sf.manager(nil).Check(ctx, id)
 	var ce *netbridge.CheckError
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {
@@ -261,7 +268,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
-func runStatus(_ context.Context, e *env, args []string) error {
+func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("status")
 	var (
 		id, output string
@@ -277,7 +284,7 @@ func runStatus(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	// A record that cannot be read is reported, and the rest still shown.
-	all, listErr := netbridge.List(sf.stateDir)
+	all, listErr := sf.manager(nil).List(ctx)
 	if all == nil {
 		return listErr
 	}
@@ -371,6 +378,9 @@ func runDiscover(ctx context.Context, e *env, args []string) error {
 	ifs, err := netbridge.Discover(ctx, path, ifaces)
 	if err != nil {
 		return err
+	}
+	for i := range ifs {
+		ifs[i].Reason = interfacesReason(ifs[i])
 	}
 	if output == "json" {
 		return writeJSON(e.stdout, ifs)
@@ -493,7 +503,7 @@ var renderers = map[string]func(sb *sandbox.Sandbox) (out, note string, err erro
 	},
 }
 
-func runRender(_ context.Context, e *env, args []string) error {
+func runRender(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("render")
 	var (
 		id, target string
@@ -512,7 +522,7 @@ func runRender(_ context.Context, e *env, args []string) error {
 	if !ok {
 		return usagef("--for %q: use %s", target, renderTargets)
 	}
-	sb, err := netbridge.Load(sf.stateDir, id)
+	sb, err := sf.manager(nil).Load(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/hypervisor/qemu"
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
 )
 
@@ -51,7 +50,7 @@ func runExec(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("command %q: %v", argv[0], err)
 	}
-	sb, err := netbridge.OpenQueues(ctx, sf.stateDir, id)
+	sb, err := sf.manager(nil).OpenQueues(ctx, id)
 	if err != nil {
 		return err
 	}

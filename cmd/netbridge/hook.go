@@ -57,7 +57,8 @@ func runHook(ctx context.Context, e *env, args []string) error {
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := sf.context(ctx)
 	defer cancel()
-	h := &hooks.Hook{Stage: stage, Setup: setup.config(sf.stateDir), Log: log}
+	lib := sf.manager(log.With("stage", stage))
+	h := &hooks.Hook{Stage: stage, Setup: setup.config(), Log: log, Lib: lib}
 	if err := h.Run(ctx, e.stdin); err != nil {
 		log.Error("failed", "stage", stage, "error", report(err))
 		if errors.Is(err, hooks.ErrBadInput) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/netbridge/netbridge/hypervisor/qemu/hotplug"
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/qmp"
 	"github.com/netbridge/netbridge/sandbox"
 )
@@ -36,9 +35,9 @@ func runHotplug(ctx context.Context, e *env, args []string) error {
 	var sb *sandbox.Sandbox
 	var err error
 	if unplug {
-		sb, err = netbridge.Load(sf.stateDir, id)
+		sb, err = sf.manager(nil).Load(ctx, id)
 	} else {
-		sb, err = netbridge.OpenQueues(ctx, sf.stateDir, id)
+		sb, err = sf.manager(nil).OpenQueues(ctx, id)
 	}
 	if err != nil {
 		return err

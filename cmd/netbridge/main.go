@@ -14,9 +14,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // Exit codes.
@@ -126,7 +126,7 @@ func exitCode(err error) int {
 	var u usageError
 	switch {
 	case errors.As(err, &u),
-		errors.Is(err, netbridge.ErrInvalidConfig),
+		errors.Is(err, sandbox.ErrInvalidConfig),
 		errors.Is(err, sandboxid.ErrInvalid),
 		errors.Is(err, netns.ErrNotExist),
 		errors.Is(err, netns.ErrNotNetns),

@@ -32,7 +32,7 @@ import (
 
 // ErrMultiQueue is wrapped by the errors returned for a NIC with more than
 // one queue: Firecracker's virtio-net has a single queue pair.
-var ErrMultiQueue = errors.New("only one queue pair per NIC is supported by Firecracker; set the sandbox up with --queues 1")
+var ErrMultiQueue = errors.New("only one queue pair per NIC is supported by Firecracker: set the sandbox up with a single queue")
 
 // ErrMacvtap is wrapped by the errors returned for a macvtap NIC (one with a
 // Device): Firecracker only opens taps by name through /dev/net/tun, which

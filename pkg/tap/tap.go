@@ -12,6 +12,10 @@ import (
 	"github.com/netbridge/netbridge/pkg/linkname"
 )
 
+// MaxQueues is the most queues a tap takes (MAX_TAP_QUEUES of the tun
+// driver).
+const MaxQueues = 256
+
 // Config describes a tap device to create.
 type Config struct {
 	// Name is the device name, at most 15 bytes.
@@ -43,8 +47,8 @@ func (c Config) Validate() error {
 	if err := linkname.Check(c.Name); err != nil {
 		return fmt.Errorf("tap %w", err)
 	}
-	if c.Queues > 256 {
-		return fmt.Errorf("tap %q: %d queues is more than the kernel's 256", c.Name, c.Queues)
+	if c.Queues > MaxQueues {
+		return fmt.Errorf("tap %q: %d queues is more than the kernel's %d", c.Name, c.Queues, MaxQueues)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func impls(stateDir string) []impl {
 		{
 			name: "library",
 			setup: func(ctx context.Context, id, netnsPath string) error {
-				sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: netnsPath, Model: sandbox.ModelTCFilter, StateDir: stateDir})
+				sb, err := netbridge.New(stateDir, nil).Setup(ctx, sandbox.Config{ID: id, Netns: netnsPath, Model: sandbox.ModelTCFilter})
 				if err != nil {
 					return err
 				}
@@ -45,7 +45,7 @@ func impls(stateDir string) []impl {
 				return sb.Close()
 			},
 			teardown: func(ctx context.Context, id, _ string) error {
-				return netbridge.Teardown(ctx, stateDir, id)
+				return netbridge.New(stateDir, nil).Teardown(ctx, id)
 			},
 		},
 		{

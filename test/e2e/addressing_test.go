@@ -56,8 +56,8 @@ func TestIPv6OnlyThroughModels(t *testing.T) {
 			testnet.AddRoute(t, pod, "eth0", "default", "2001:db8:1::1")
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-v6only", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
-			sb := mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-v6only", Netns: pod.Path(), HoldFDs: true}, v)
+			sb := mustSetup(t, dir, cfg)
 			nic := &sb.NICs[0]
 			if len(nic.Addresses) != 1 || !nic.Addresses[0].Addr().Is6() || len(nic.Routes) != 1 || !nic.Routes[0].Gw.Is6() {
 				t.Errorf("NIC addresses %v routes %+v, want one IPv6 address and the IPv6 default route", nic.Addresses, nic.Routes)
@@ -119,8 +119,8 @@ func TestCalicoStyleAddressing(t *testing.T) {
 			node, pod, nodeMAC := calico(t)
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-calico", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
-			sb := mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-calico", Netns: pod.Path(), HoldFDs: true}, v)
+			sb := mustSetup(t, dir, cfg)
 			nic := &sb.NICs[0]
 			wantRoutes := []sandbox.Route{
 				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw},
@@ -166,8 +166,8 @@ func TestMTUAndRouteMTUReachGuest(t *testing.T) {
 			testnet.Exec(t, pod, "ip", "-6", "route", "add", "2001:db8:9::/48", "via", "2001:db8:1::1", "mtu", "1280")
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-mtu", Netns: pod.Path(), StateDir: dir}, v)
-			sb := mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-mtu", Netns: pod.Path()}, v)
+			sb := mustSetup(t, dir, cfg)
 			nic := sb.NICs[0]
 			if got := testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU; nic.MTU != 9000 || got != 9000 {
 				t.Errorf("NIC MTU %d, %s MTU %d, want 9000", nic.MTU, nic.Tap, got)
@@ -230,8 +230,8 @@ func TestTeardownRestoresPermanentNeighbors(t *testing.T) {
 			testnet.AddNeigh(t, pod, "eth0", "2001:db8:1::9", "02:00:00:00:00:0a")
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-neigh", Netns: pod.Path(), StateDir: dir}, v)
-			sb := mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-neigh", Netns: pod.Path()}, v)
+			sb := mustSetup(t, dir, cfg)
 			if n := sb.NICs[0].Neighbors; len(n) != 2 || !n[0].Permanent || !n[1].Permanent {
 				t.Errorf("NIC neighbours %+v, want the two permanent entries", n)
 			}
@@ -287,9 +287,9 @@ func TestTeardownRestoresPtpStyleRoutes(t *testing.T) {
 			}
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-ptpstyle", Netns: pod.Path(), StateDir: dir}, model)
-			mustSetup(t, cfg)
-			if err := netbridge.Teardown(context.Background(), dir, cfg.ID); err != nil {
+			cfg := withVariant(sandbox.Config{ID: "e2e-ptpstyle", Netns: pod.Path()}, model)
+			mustSetup(t, dir, cfg)
+			if err := netbridge.New(dir, nil).Teardown(context.Background(), cfg.ID); err != nil {
 				t.Errorf("Teardown: %v", err)
 			}
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {

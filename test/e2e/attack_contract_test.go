@@ -184,7 +184,7 @@ func TestAttackTwoSandboxesOneInterface(t *testing.T) {
 		if d := testnet.Diff(wired, testnet.Snapshot(t, pod)); d != "" {
 			t.Errorf("ADD and DEL of cB changed the pod:\n%s", d)
 		}
-		if err := netbridge.Check(context.Background(), dir, "cA"); err != nil {
+		if err := netbridge.New(dir, nil).Check(context.Background(), "cA"); err != nil {
 			t.Errorf("cA after cB's ADD and DEL: %v", err)
 		}
 		if _, err := invokeNB(t, bins, node, "DEL", pluginConf(dir, `"tapName":"tapA"`, ""), "cA", pod.Path(), "eth0"); err != nil {
@@ -386,26 +386,26 @@ func TestAttackAttachUsageErrorKeepsWiring(t *testing.T) {
 	testnet.VethPair(t, node, pod, "veth1", "net1", 0)
 	dir := t.TempDir()
 	before := testnet.Snapshot(t, pod)
-	cfg := netbridge.Config{ID: "at1", Netns: pod.Path(), StateDir: dir, Interfaces: []string{"mv0"}}
-	if _, err := netbridge.Attach(ctx, cfg); err != nil {
+	cfg := sandbox.Config{ID: "at1", Netns: pod.Path(), Interfaces: []string{"mv0"}}
+	if _, err := netbridge.New(dir, nil).Attach(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { netbridge.Teardown(ctx, dir, "at1") })
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "at1") })
 	cfg.Interfaces = []string{"net1"}
-	if _, err := netbridge.Attach(ctx, cfg); err != nil {
+	if _, err := netbridge.New(dir, nil).Attach(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	wired, record := testnet.Snapshot(t, pod), dirState(t, dir)
 	for _, c := range []struct {
 		name string
-		edit func(*netbridge.Config)
+		edit func(*sandbox.Config)
 	}{
-		{"macvlan under the bridge model", func(c *netbridge.Config) { c.Interfaces, c.Model = []string{"mv0"}, modelBridge }},
-		{"tap name of the other interface", func(c *netbridge.Config) { c.Interfaces, c.Queues, c.TapName = []string{"mv0"}, 2, "nb-net1" }},
+		{"macvlan under the bridge model", func(c *sandbox.Config) { c.Interfaces, c.Model = []string{"mv0"}, modelBridge }},
+		{"tap name of the other interface", func(c *sandbox.Config) { c.Interfaces, c.Queues, c.TapName = []string{"mv0"}, 2, "nb-net1" }},
 	} {
-		cfg := netbridge.Config{ID: "at1", Netns: pod.Path(), StateDir: dir}
+		cfg := sandbox.Config{ID: "at1", Netns: pod.Path()}
 		c.edit(&cfg)
-		if _, err := netbridge.Attach(ctx, cfg); err == nil {
+		if _, err := netbridge.New(dir, nil).Attach(ctx, cfg); err == nil {
 			t.Errorf("%s: Attach succeeded", c.name)
 		} else {
 			t.Logf("%s: %v", c.name, err)
@@ -416,11 +416,11 @@ func TestAttackAttachUsageErrorKeepsWiring(t *testing.T) {
 		if got := dirState(t, dir); got != record {
 			t.Fatalf("%s: the refused attach changed the state", c.name)
 		}
-		if err := netbridge.Check(ctx, dir, "at1"); err != nil {
+		if err := netbridge.New(dir, nil).Check(ctx, "at1"); err != nil {
 			t.Fatalf("%s: check after the refused attach: %v", c.name, err)
 		}
 	}
-	if err := netbridge.Teardown(ctx, dir, "at1"); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(ctx, "at1"); err != nil {
 		t.Fatal(err)
 	}
 	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
@@ -450,7 +450,7 @@ func TestAttackCNIDelConverges(t *testing.T) {
 		if d := testnet.Diff(wired, testnet.Snapshot(t, pod)); d != "" {
 			t.Errorf("the refused setup changed the pod:\n%s", d)
 		}
-		if err := netbridge.CheckInterface(context.Background(), dir, "advX", "eth0"); err != nil {
+		if err := netbridge.New(dir, nil).CheckInterface(context.Background(), "advX", "eth0"); err != nil {
 			t.Errorf("the attachment after the refused setup: %v", err)
 		}
 		for i := range 2 {
@@ -510,7 +510,7 @@ func TestAttackCNIDelOtherStateDir(t *testing.T) {
 	if _, err := invokeNB(t, bins, node, "ADD", pluginConf(dir, "", prevFor(pod, "eth0")), "sd1", pod.Path(), "eth0"); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, "sd1") })
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(context.Background(), "sd1") })
 	wired := testnet.Snapshot(t, pod)
 	if _, err := invokeNB(t, bins, node, "DEL", pluginConf(otherDir, fmt.Sprintf(`"logFile":%q`, logFile), ""), "sd1", pod.Path(), "eth0"); err != nil {
 		t.Fatalf("DEL with another stateDir: %v", err)
@@ -552,14 +552,14 @@ func TestAttackCNIGCLists(t *testing.T) {
 			t.Fatalf("ADD %s: %v", ifname, err)
 		}
 	}
-	t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, "gc1") })
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(context.Background(), "gc1") })
 	if _, err := invokeNB(t, bins, node, "GC", gcConf(`"cni.dev/attachments":[{"containerID":"gc1","ifname":"eth0"}]`), "", "", ""); err != nil {
 		t.Fatalf("GC with cni.dev/attachments: %v", err)
 	}
-	if err := netbridge.CheckInterface(context.Background(), dir, "gc1", "eth0"); err != nil {
+	if err := netbridge.New(dir, nil).CheckInterface(context.Background(), "gc1", "eth0"); err != nil {
 		t.Errorf("eth0, listed under cni.dev/attachments, after GC: %v", err)
 	}
-	if err := netbridge.CheckInterface(context.Background(), dir, "gc1", "net1"); err == nil {
+	if err := netbridge.New(dir, nil).CheckInterface(context.Background(), "gc1", "net1"); err == nil {
 		t.Errorf("net1, not listed, is still attached after GC")
 	}
 	if _, err := invokeNB(t, bins, node, "GC", gcConf(""), "", "", ""); err != nil {

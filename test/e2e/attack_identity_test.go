@@ -46,11 +46,11 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// loggedContext returns a context whose netbridge logger writes to the
-// returned buffer.
-func loggedContext() (context.Context, *logBuffer) {
+// loggedManager returns the library on the state directory dir, logging
+// to the returned buffer.
+func loggedManager(dir string) (*netbridge.Manager, *logBuffer) {
 	b := &logBuffer{}
-	return netbridge.ContextWithLogger(context.Background(), slog.New(slog.NewTextHandler(b, nil))), b
+	return netbridge.New(dir, slog.New(slog.NewTextHandler(b, nil))), b
 }
 
 // ours matches the snapshot lines of the links netbridge makes for eth0
@@ -95,10 +95,11 @@ func TestReplacedInterfaceLeftAlone(t *testing.T) {
 			node, pod := topology(t, 0)
 			testnet.AddNeigh(t, pod, "eth0", "169.254.1.1", "02:00:5e:00:53:01")
 			dir := t.TempDir()
-			ctx, logs := loggedContext()
+			lib, logs := loggedManager(dir)
+			ctx := context.Background()
 			id := "replaced-" + model
-			t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, id) })
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(context.Background(), id) })
+			if _, err := lib.Setup(ctx, sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
 			testnet.Exec(t, pod, "ip", "link", "del", "eth0")
@@ -109,7 +110,7 @@ func TestReplacedInterfaceLeftAlone(t *testing.T) {
 			testnet.Exec(t, pod, "tc", "qdisc", "add", "dev", "eth0", "ingress")
 			testnet.Exec(t, pod, "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip", "u32", "match", "u32", "0", "0", "flowid", "1:1")
 			replaced := testnet.Snapshot(t, pod)
-			if err := netbridge.Teardown(ctx, dir, id); err != nil {
+			if err := lib.Teardown(ctx, id); err != nil {
 				t.Fatalf("teardown: %v\n%s", err, logs)
 			}
 			if d := testnet.Diff(withoutOurs(replaced), testnet.Snapshot(t, pod)); d != "" {
@@ -220,9 +221,9 @@ func TestForeignFiltersOnOurQdisc(t *testing.T) {
 	_, pod := topology(t, 0)
 	dir := t.TempDir()
 	ctx := context.Background()
-	t.Cleanup(func() { netbridge.Teardown(ctx, dir, "foreign-filters") })
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "foreign-filters") })
 	before := testnet.Snapshot(t, pod)
-	if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "foreign-filters", Netns: pod.Path(), StateDir: dir, Model: modelTCFilter}); err != nil {
+	if _, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "foreign-filters", Netns: pod.Path(), Model: modelTCFilter}); err != nil {
 		t.Fatal(err)
 	}
 	testnet.Exec(t, pod, "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip", "u32", "match", "u32", "0", "0", "flowid", "1:1")
@@ -236,7 +237,7 @@ func TestForeignFiltersOnOurQdisc(t *testing.T) {
 	if len(theirs) != 3 {
 		t.Fatalf("want the qdisc and two foreign filters on eth0, got %q", theirs)
 	}
-	if err := netbridge.Teardown(ctx, dir, "foreign-filters"); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(ctx, "foreign-filters"); err != nil {
 		t.Fatal(err)
 	}
 	after := testnet.Snapshot(t, pod)
@@ -256,11 +257,11 @@ func TestOurPriorityTakenRefused(t *testing.T) {
 			_, pod := topology(t, 0)
 			dir := t.TempDir()
 			ctx := context.Background()
-			t.Cleanup(func() { netbridge.Teardown(ctx, dir, "prio-taken") })
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "prio-taken") })
 			testnet.Exec(t, pod, "tc", "qdisc", "add", "dev", "eth0", "ingress")
 			testnet.Exec(t, pod, "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "20034", "protocol", proto, "u32", "match", "u32", "0", "0", "flowid", "1:1")
 			before := testnet.Snapshot(t, pod)
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "prio-taken", Netns: pod.Path(), StateDir: dir, Model: modelTCFilter})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "prio-taken", Netns: pod.Path(), Model: modelTCFilter})
 			if !errors.Is(err, netbridge.ErrFilterPriorityTaken) || !strings.Contains(err.Error(), "20034") || !strings.Contains(err.Error(), `"eth0"`) {
 				t.Fatalf("setup = %v, want ErrFilterPriorityTaken naming priority 20034 and eth0", err)
 			}
@@ -282,15 +283,15 @@ func TestTwoDefaultRoutesRestored(t *testing.T) {
 			testnet.Exec(t, pod, "ip", "route", "prepend", "default", "via", "203.0.113.1", "dev", "net1")
 			dir := t.TempDir()
 			ctx := context.Background()
-			t.Cleanup(func() { netbridge.Teardown(ctx, dir, "two-defaults") })
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "two-defaults") })
 			before := testnet.Snapshot(t, pod)
 			if strings.Count(before, "unicast 0.0.0.0/0") != 2 {
 				t.Fatalf("want two IPv4 default routes:\n%s", before)
 			}
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "two-defaults", Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
+			if _, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "two-defaults", Netns: pod.Path(), Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
-			if err := netbridge.Teardown(ctx, dir, "two-defaults"); err != nil {
+			if err := netbridge.New(dir, nil).Teardown(ctx, "two-defaults"); err != nil {
 				t.Fatal(err)
 			}
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
@@ -334,11 +335,12 @@ func TestMovedInterfaceFollowed(t *testing.T) {
 				_, pod := topology(t, 0)
 				testnet.AddNeigh(t, pod, "eth0", "169.254.1.1", "02:00:5e:00:53:01")
 				dir := t.TempDir()
-				ctx, logs := loggedContext()
+				lib, logs := loggedManager(dir)
+				ctx := context.Background()
 				id := how + "-" + model
-				t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, id) })
+				t.Cleanup(func() { netbridge.New(dir, nil).Teardown(context.Background(), id) })
 				before := testnet.Snapshot(t, pod)
-				if _, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
+				if _, err := lib.Setup(ctx, sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(model)}); err != nil {
 					t.Fatal(err)
 				}
 				want := before
@@ -361,7 +363,7 @@ func TestMovedInterfaceFollowed(t *testing.T) {
 					// put back.
 					want = qdiscFree.ReplaceAllString(withoutOurs(testnet.Snapshot(t, pod)), "")
 				}
-				if err := netbridge.Teardown(ctx, dir, id); err != nil {
+				if err := lib.Teardown(ctx, id); err != nil {
 					t.Fatalf("teardown: %v\n%s", err, logs)
 				}
 				if d := testnet.Diff(sortedLines(want), sortedLines(testnet.Snapshot(t, pod))); d != "" {
@@ -389,15 +391,15 @@ func TestRestoreExact(t *testing.T) {
 			testnet.AddRoute(t, pod, "eth0", "default", "198.51.100.1")
 			dir := t.TempDir()
 			ctx := context.Background()
-			t.Cleanup(func() { netbridge.Teardown(ctx, dir, "exact") })
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "exact") })
 			before := testnet.Snapshot(t, pod)
 			if !strings.Contains(before, "txqlen=0") || !strings.Contains(before, "198.51.100.2/24 brd=-") {
 				t.Fatalf("the snapshot does not show txqueuelen 0 and an address without broadcast:\n%s", before)
 			}
-			if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "exact", Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)}); err != nil {
+			if _, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "exact", Netns: pod.Path(), Model: sandbox.Model(model)}); err != nil {
 				t.Fatal(err)
 			}
-			if err := netbridge.Teardown(ctx, dir, "exact"); err != nil {
+			if err := netbridge.New(dir, nil).Teardown(ctx, "exact"); err != nil {
 				t.Fatal(err)
 			}
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
@@ -541,32 +543,33 @@ func TestUpgradeRecordsOfPreviousRelease(t *testing.T) {
 				pod := upgradePod(t, &f)
 				before := testnet.Snapshot(t, pod)
 				dir := t.TempDir()
-				ctx, logs := loggedContext()
+				lib, logs := loggedManager(dir)
+				ctx := context.Background()
 				var id string
 				var ifaces []string
 				if s := f.Setup; s != nil {
 					id = s.ID
-					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(s.Model), MacvtapMode: sandbox.MacvtapMode(s.MacvtapMode)}
-					if _, err := netbridge.Setup(ctx, cfg); err != nil {
+					cfg := sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(s.Model), MacvtapMode: sandbox.MacvtapMode(s.MacvtapMode)}
+					if _, err := lib.Setup(ctx, cfg); err != nil {
 						t.Fatal(err)
 					}
 				}
 				for _, a := range f.Attach {
 					id = a.ContainerID
 					ifaces = append(ifaces, a.IfName)
-					cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(a.Model), Network: a.Network, Interfaces: []string{a.IfName}}
-					if _, err := netbridge.Attach(ctx, cfg); err != nil {
+					cfg := sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(a.Model), Network: a.Network, Interfaces: []string{a.IfName}}
+					if _, err := lib.Attach(ctx, cfg); err != nil {
 						t.Fatal(err)
 					}
 				}
-				t.Cleanup(func() { netbridge.Teardown(context.Background(), dir, id) })
+				t.Cleanup(func() { netbridge.New(dir, nil).Teardown(context.Background(), id) })
 				if d := testnet.Diff(f.Wired, oldSnapshot(testnet.Snapshot(t, pod))); d != "" {
 					t.Fatalf("the wiring differs from the one the previous release made:\n%s", d)
 				}
 				if err := os.WriteFile(filepath.Join(dir, id+".json"), fixtureRecord(t, raw, pod, dir), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				if err := netbridge.Check(ctx, dir, id); err != nil {
+				if err := lib.Check(ctx, id); err != nil {
 					t.Errorf("check of the previous release's record: %v", err)
 				}
 				want := before
@@ -580,10 +583,10 @@ func TestUpgradeRecordsOfPreviousRelease(t *testing.T) {
 					want = sortedLines(linesAbout(before, "eth0", false), linesAbout(withoutOurs(testnet.Snapshot(t, pod)), "eth0", true))
 				}
 				if ifaces == nil {
-					err = netbridge.Teardown(ctx, dir, id)
+					err = lib.Teardown(ctx, id)
 				} else {
 					for i := len(ifaces) - 1; i >= 0 && err == nil; i-- {
-						err = netbridge.Detach(ctx, dir, id, ifaces[i]) // CNI DEL
+						err = lib.Detach(ctx, id, ifaces[i]) // CNI DEL
 					}
 				}
 				if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/testnet"
 )
 
@@ -27,10 +28,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	node, pod := topology(t, 0)
 	// A tap owned by another sandbox, and a macvlan on eth0.
 	otherDir := t.TempDir()
-	if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "owner", Netns: pod.Path(), StateDir: otherDir, Interfaces: []string{"eth0"}}); err != nil {
+	if _, err := netbridge.New(otherDir, nil).Setup(ctx, sandbox.Config{ID: "owner", Netns: pod.Path(), Interfaces: []string{"eth0"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { netbridge.Teardown(ctx, otherDir, "owner") })
+	t.Cleanup(func() { netbridge.New(otherDir, nil).Teardown(ctx, "owner") })
 	testnet.Exec(t, pod, "ip", "link", "add", "link", "eth0", "name", "mv0", "address", "02:00:5e:50:00:01", "type", "macvlan", "mode", "bridge")
 	testnet.Exec(t, pod, "ip", "link", "set", "mv0", "up")
 	testnet.AddAddr(t, pod, "mv0", "203.0.113.5/24")
@@ -85,16 +86,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "cli id leading dash", args: []string{"setup", "--netns", "$POD", "--id=-x", "--state-dir", "$DIR"}, code: 2},
 		{name: "cli teardown id dotdot", args: []string{"teardown", "--id", "..", "--state-dir", "$DIR"}, code: 2},
 		{name: "lib id NUL", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "a\x00b", Netns: pod.Path(), StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "a\x00b", Netns: pod.Path()})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
-		{name: "lib teardown id NUL", lib: func(dir string) error { return netbridge.Teardown(ctx, dir, "a\x00b") },
-			is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
-		{name: "lib check id slash", lib: func(dir string) error { return netbridge.Check(ctx, dir, "a/b") }, is: []error{sandboxid.ErrInvalid}},
+		}, is: []error{sandbox.ErrInvalidConfig, sandboxid.ErrInvalid}},
+		{name: "lib teardown id NUL", lib: func(dir string) error { return netbridge.New(dir, nil).Teardown(ctx, "a\x00b") },
+			is: []error{sandbox.ErrInvalidConfig, sandboxid.ErrInvalid}},
+		{name: "lib check id slash", lib: func(dir string) error { return netbridge.New(dir, nil).Check(ctx, "a/b") }, is: []error{sandboxid.ErrInvalid}},
 		{name: "lib id 129 bytes", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: long, Netns: pod.Path(), StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: long, Netns: pod.Path()})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, sandboxid.ErrInvalid}},
+		}, is: []error{sandbox.ErrInvalidConfig, sandboxid.ErrInvalid}},
 		// netns
 		{name: "cli netns missing", args: []string{"setup", "--netns", "/run/netns/nb-no-such-ns", "--id", "bad", "--state-dir", "$DIR"}, code: 2},
 		{name: "cli netns regular file", args: []string{"setup", "--netns", regular, "--id", "bad", "--state-dir", "$DIR"}, code: 2},
@@ -102,37 +103,37 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "cli netns mnt ns", args: []string{"setup", "--netns", "/proc/self/ns/mnt", "--id", "bad", "--state-dir", "$DIR"}, code: 2},
 		{name: "cli netns host", args: []string{"setup", "--netns", "/proc/self/ns/net", "--id", "bad", "--state-dir", "$DIR"}, code: 2},
 		{name: "lib netns missing", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: "/run/netns/nb-no-such-ns", StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: "/run/netns/nb-no-such-ns"})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, netns.ErrNotExist}},
+		}, is: []error{sandbox.ErrInvalidConfig, netns.ErrNotExist}},
 		{name: "lib netns regular file", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: regular, StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: regular})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, netns.ErrNotNetns}},
+		}, is: []error{sandbox.ErrInvalidConfig, netns.ErrNotNetns}},
 		{name: "lib netns mnt ns", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: "/proc/self/ns/mnt", StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: "/proc/self/ns/mnt"})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, netns.ErrNotNetns}},
+		}, is: []error{sandbox.ErrInvalidConfig, netns.ErrNotNetns}},
 		{name: "lib netns host", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: "/proc/self/ns/net", StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: "/proc/self/ns/net"})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig, netns.ErrHostNetns}},
+		}, is: []error{sandbox.ErrInvalidConfig, netns.ErrHostNetns}},
 		{name: "lib netns empty", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", StateDir: dir})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad"})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig}},
+		}, is: []error{sandbox.ErrInvalidConfig}},
 		// models, queues, vhost, macvtap mode
 		{name: "cli model unknown", args: setup("--model", "vmxnet"), code: 2},
 		{name: "lib model unknown", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: pod.Path(), StateDir: dir, Model: "TCFILTER"})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: pod.Path(), Model: "TCFILTER"})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig}},
+		}, is: []error{sandbox.ErrInvalidConfig}},
 		{name: "cli queues -1", args: setup("--queues", "-1"), code: 2},
 		{name: "cli queues 257", args: setup("--queues", "257"), code: 2},
 		{name: "lib queues 257", lib: func(dir string) error {
-			_, err := netbridge.Setup(ctx, netbridge.Config{ID: "bad", Netns: pod.Path(), StateDir: dir, Queues: 257})
+			_, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "bad", Netns: pod.Path(), Queues: 257})
 			return err
-		}, is: []error{netbridge.ErrInvalidConfig}},
+		}, is: []error{sandbox.ErrInvalidConfig}},
 		{name: "cli vhost maybe", args: setup("--vhost", "maybe"), code: 2},
 		{name: "cli macvtap mode vepa", args: setup("--model", "macvtap", "--macvtap-mode", "vepa"), code: 2},
 		// interfaces
@@ -157,8 +158,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "cli render malformed record", args: []string{"render", "--id", "x", "--for", "qemu", "--state-dir", "$DIR"}, prep: badRecord, code: 1},
 		{name: "cli status malformed record", args: []string{"status", "--state-dir", "$DIR"}, prep: badRecord, code: 1},
 		{name: "cli teardown wrongly typed record", args: []string{"teardown", "--id", "x", "--state-dir", "$DIR"}, prep: wrongType, code: 1},
-		{name: "lib teardown malformed record", prep: badRecord, lib: func(dir string) error { return netbridge.Teardown(ctx, dir, "x") }},
-		{name: "lib check malformed record", prep: badRecord, lib: func(dir string) error { return netbridge.Check(ctx, dir, "x") }},
+		{name: "lib teardown malformed record", prep: badRecord, lib: func(dir string) error { return netbridge.New(dir, nil).Teardown(ctx, "x") }},
+		{name: "lib check malformed record", prep: badRecord, lib: func(dir string) error { return netbridge.New(dir, nil).Check(ctx, "x") }},
 		// render
 		{name: "cli render target vmware", args: []string{"render", "--id", "x", "--for", "vmware", "--state-dir", "$DIR"}, code: 2},
 		{name: "cli render no target", args: []string{"render", "--id", "x", "--state-dir", "$DIR"}, code: 2},

@@ -16,6 +16,7 @@ import (
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/cni"
 	"github.com/netbridge/netbridge/test/fakeguest"
 	"github.com/netbridge/netbridge/test/testnet"
@@ -135,27 +136,27 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 			}
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-matrix", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
+			cfg := withVariant(sandbox.Config{ID: "e2e-matrix", Netns: pod.Path(), HoldFDs: true}, v)
 
 			if !p.worksWith(v) {
 				for _, c := range []struct {
 					name string
-					mod  func(*netbridge.Config)
+					mod  func(*sandbox.Config)
 				}{
-					{"default", func(*netbridge.Config) {}},
-					{"named", func(c *netbridge.Config) { c.Interfaces = []string{"eth0"} }},
-					{"strict", func(c *netbridge.Config) { c.Strict = true }},
+					{"default", func(*sandbox.Config) {}},
+					{"named", func(c *sandbox.Config) { c.Interfaces = []string{"eth0"} }},
+					{"strict", func(c *sandbox.Config) { c.Strict = true }},
 				} {
 					bad := cfg
 					c.mod(&bad)
-					sb, err := netbridge.Setup(context.Background(), bad)
+					sb, err := netbridge.New(dir, nil).Setup(context.Background(), bad)
 					if err == nil {
 						sb.Close()
 						mustTeardown(t, dir, bad.ID)
 						t.Fatalf("%s: Setup succeeded with NICs %+v", c.name, sb.NICs)
 					}
 					msg := err.Error()
-					if !errors.Is(err, netbridge.ErrInvalidConfig) || !strings.Contains(msg, fmt.Sprintf("cannot carry %s %q", p.kind, "eth0")) || !strings.Contains(msg, "use tcfilter") {
+					if !errors.Is(err, sandbox.ErrInvalidConfig) || !strings.Contains(msg, fmt.Sprintf("cannot carry %s %q", p.kind, "eth0")) || !strings.Contains(msg, "use tcfilter") {
 						t.Errorf("%s: Setup = %v, want ErrInvalidConfig saying the %s model cannot carry the %s and to use tcfilter", c.name, err, cfg.Model, p.kind)
 					}
 					if strings.Contains(msg, "\n") {
@@ -171,7 +172,7 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 				return
 			}
 
-			sb := mustSetup(t, cfg)
+			sb := mustSetup(t, dir, cfg)
 			nic := &sb.NICs[0]
 			if len(sb.NICs) != 1 || nic.Name != "eth0" || nic.Kind != p.kind || string(nic.Model) != p.wantModelFor(t, v) {
 				t.Fatalf("NICs %+v, want eth0 (%s) with model %s", sb.NICs, p.kind, p.wantModelFor(t, v))
@@ -184,7 +185,7 @@ func runCNIMatrix(t *testing.T, p cniPlugin) {
 					t.Errorf("NIC addresses %v lack the CNI address %s", nic.Addresses, pr[1])
 				}
 			}
-			if err := netbridge.Check(context.Background(), dir, cfg.ID); err != nil {
+			if err := netbridge.New(dir, nil).Check(context.Background(), cfg.ID); err != nil {
 				t.Errorf("Check: %v", err)
 			}
 			g := startGuest(t, takeQueue(t, pod, nic), *nic)
@@ -275,22 +276,22 @@ func TestCNIMultusThreeNetworks(t *testing.T) {
 			}
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-multus", Netns: pod.Path(), StateDir: dir, HoldFDs: true}, v)
+			cfg := withVariant(sandbox.Config{ID: "e2e-multus", Netns: pod.Path(), HoldFDs: true}, v)
 
 			wired := []string{"eth0", "net1", "net2"}
 			if v == modelBridge {
 				wired = []string{"eth0", "net2"}
 				strict := cfg
 				strict.Strict = true
-				_, err := netbridge.Setup(context.Background(), strict)
-				if !errors.Is(err, netbridge.ErrInvalidConfig) || !strings.Contains(err.Error(), `"net1"`) || !strings.Contains(err.Error(), "use tcfilter") {
+				_, err := netbridge.New(dir, nil).Setup(context.Background(), strict)
+				if !errors.Is(err, sandbox.ErrInvalidConfig) || !strings.Contains(err.Error(), `"net1"`) || !strings.Contains(err.Error(), "use tcfilter") {
 					t.Errorf("strict Setup = %v, want ErrInvalidConfig naming net1 and tcfilter", err)
 				}
 				if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 					t.Errorf("the refused strict setup changed the netns:\n%s", d)
 				}
 			}
-			sb := mustSetup(t, cfg)
+			sb := mustSetup(t, dir, cfg)
 			var names, taps, tapMACs, guestMACs []string
 			for _, nic := range sb.NICs {
 				names = append(names, nic.Name)
@@ -316,7 +317,7 @@ func TestCNIMultusThreeNetworks(t *testing.T) {
 			} else if len(sb.Warnings) != 0 {
 				t.Errorf("warnings %q", sb.Warnings)
 			}
-			if err := netbridge.Check(context.Background(), dir, cfg.ID); err != nil {
+			if err := netbridge.New(dir, nil).Check(context.Background(), cfg.ID); err != nil {
 				t.Errorf("Check: %v", err)
 			}
 

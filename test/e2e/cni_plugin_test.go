@@ -149,7 +149,7 @@ func resultPairs(res *current.Result) [][2]netip.Addr {
 // loadNIC returns the recorded NIC of interface ifname of sandbox id.
 func loadNIC(t *testing.T, stateDir, id, ifname string) sandbox.NIC {
 	t.Helper()
-	sb, err := netbridge.Load(stateDir, id)
+	sb, err := netbridge.New(stateDir, nil).Load(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func runChain(t *testing.T, bins string, c chainCase) {
 	if dns := att.Result.DNS.Nameservers; !slices.Equal(dns, []string{nameserver}) {
 		t.Errorf("result DNS %v, want the IPAM's %s", dns, nameserver)
 	}
-	if sb, err := netbridge.Load(p.stateDir, id); err != nil || len(sb.DNS.Nameservers) != 1 || sb.DNS.Nameservers[0].String() != nameserver {
+	if sb, err := netbridge.New(p.stateDir, nil).Load(context.Background(), id); err != nil || len(sb.DNS.Nameservers) != 1 || sb.DNS.Nameservers[0].String() != nameserver {
 		t.Errorf("recorded DNS %+v (%v), want the prevResult's %s", sb.DNS, err, nameserver)
 	}
 	if c.model == modelTCFilter {
@@ -579,7 +579,7 @@ func TestCNIPluginStatusAndGC(t *testing.T) {
 	a2 := cni.Add(t, bins, netA, node, podB, "c2", "eth0")
 	checkParses(t, a1.Raw, "1.1.0", "nb-eth0")
 	checkParses(t, b1.Raw, "1.1.0", "nb-net1")
-	sb, err := netbridge.Load(stateDir, "c1")
+	sb, err := netbridge.New(stateDir, nil).Load(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +594,7 @@ func TestCNIPluginStatusAndGC(t *testing.T) {
 		t.Helper()
 		for att, wired := range want {
 			id, ifname, _ := strings.Cut(att, "/")
-			err := netbridge.CheckInterface(context.Background(), stateDir, id, ifname)
+			err := netbridge.New(stateDir, nil).CheckInterface(context.Background(), id, ifname)
 			if wired && err != nil {
 				t.Errorf("%s: %s: %v", what, att, err)
 			}
@@ -637,7 +637,7 @@ func TestCNIPluginStatusAndGC(t *testing.T) {
 	if err := a2.Check(); err != nil {
 		t.Errorf("CHECK of c2/eth0 after GC: %v", err)
 	}
-	if sb, err := netbridge.Load(stateDir, "c1"); err != nil || len(sb.NICs) != 1 || sb.NICs[0].Name != "net1" {
+	if sb, err := netbridge.New(stateDir, nil).Load(context.Background(), "c1"); err != nil || len(sb.NICs) != 1 || sb.NICs[0].Name != "net1" {
 		t.Errorf("c1 after GC: %+v, %v; want net1 only", sb, err)
 	}
 
@@ -739,7 +739,7 @@ func TestCNIPluginPrevResultWithoutInterfaces(t *testing.T) {
 			if len(nic.Addresses) != 4 {
 				t.Errorf("NIC addresses %v, want the four of eth0", nic.Addresses)
 			}
-			if sb, err := netbridge.Load(stateDir, id); err != nil || len(sb.DNS.Nameservers) != 2 {
+			if sb, err := netbridge.New(stateDir, nil).Load(context.Background(), id); err != nil || len(sb.DNS.Nameservers) != 2 {
 				t.Errorf("recorded DNS %+v (%v), want the prevResult's two nameservers", sb.DNS, err)
 			}
 			guestFrames(t, pod, node, nic, pairs...)
@@ -915,7 +915,7 @@ func TestCNIPluginDelWithoutPrevResult(t *testing.T) {
 		if e := testnet.DirNames(t, stateDir); len(e) != 0 {
 			t.Errorf("DEL left %v in the state directory", e)
 		}
-		if _, err := netbridge.Load(stateDir, "del2"); !errors.Is(err, netbridge.ErrNotFound) {
+		if _, err := netbridge.New(stateDir, nil).Load(context.Background(), "del2"); !errors.Is(err, netbridge.ErrNotFound) {
 			t.Errorf("Load after DEL = %v, want ErrNotFound", err)
 		}
 	})
@@ -963,7 +963,7 @@ func TestCNIPluginConcurrentNetworks(t *testing.T) {
 	t.Cleanup(func() { both("DEL", false) })
 	for round := range 3 {
 		both("ADD", true)
-		sb, err := netbridge.Load(stateDir, "cc")
+		sb, err := netbridge.New(stateDir, nil).Load(context.Background(), "cc")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -974,7 +974,7 @@ func TestCNIPluginConcurrentNetworks(t *testing.T) {
 		if !slices.Equal(got, []string{"eth0@nbcc-a", "net1@nbcc-b"}) {
 			t.Fatalf("round %d: NICs %v after concurrent ADDs, want eth0@nbcc-a and net1@nbcc-b", round, got)
 		}
-		if err := netbridge.Check(context.Background(), stateDir, "cc"); err != nil {
+		if err := netbridge.New(stateDir, nil).Check(context.Background(), "cc"); err != nil {
 			t.Errorf("round %d: %v", round, err)
 		}
 		both("DEL", false)

@@ -116,20 +116,20 @@ func TestRealFramesThroughLibrary(t *testing.T) {
 				node, pod := topology(t, mtu)
 				before := testnet.Snapshot(t, pod)
 				dir := t.TempDir()
-				cfg := netbridge.Config{ID: "e2e-lib", Netns: pod.Path(), StateDir: dir, HoldFDs: true, Model: sandbox.Model(model)}
+				cfg := sandbox.Config{ID: "e2e-lib", Netns: pod.Path(), HoldFDs: true, Model: sandbox.Model(model)}
 				if m, ok := strings.CutSuffix(model, "-passthru"); ok {
 					cfg.Model, cfg.MacvtapMode = sandbox.Model(m), sandbox.MacvtapPassthru
 				}
-				sb, err := netbridge.Setup(context.Background(), cfg)
+				sb, err := netbridge.New(dir, nil).Setup(context.Background(), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { sb.Close(); netbridge.Teardown(context.Background(), dir, "e2e-lib") })
+				t.Cleanup(func() { sb.Close(); netbridge.New(dir, nil).Teardown(context.Background(), "e2e-lib") })
 				nic := sb.NICs[0]
 				if nic.MTU != mtu || testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU != mtu {
 					t.Errorf("NIC MTU %d, %s MTU %d, want %d", nic.MTU, nic.Tap, testnet.LinkByName(t, pod, nic.Tap).Attrs().MTU, mtu)
 				}
-				if err := netbridge.Check(context.Background(), dir, "e2e-lib"); err != nil {
+				if err := netbridge.New(dir, nil).Check(context.Background(), "e2e-lib"); err != nil {
 					t.Errorf("Check: %v", err)
 				}
 				g := startGuest(t, nic.Files[0], nic)
@@ -140,7 +140,7 @@ func TestRealFramesThroughLibrary(t *testing.T) {
 				pingBothWays(t, node, g, mtu, [2]netip.Addr{nodeV4, podV4})
 
 				g.Close()
-				if err := netbridge.Teardown(context.Background(), dir, "e2e-lib"); err != nil {
+				if err := netbridge.New(dir, nil).Teardown(context.Background(), "e2e-lib"); err != nil {
 					t.Fatal(err)
 				}
 				if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
@@ -210,7 +210,7 @@ func TestRealFramesThroughCLIProcess(t *testing.T) {
 		t.Errorf("setup output lacks the QEMU arguments:\n%s", out)
 	}
 	t.Cleanup(func() { exec.Command(netbridgeBinary(t), "teardown", "--id", "e2e-cli", "--state-dir", dir).Run() })
-	sb, err := netbridge.Load(dir, "e2e-cli")
+	sb, err := netbridge.New(dir, nil).Load(context.Background(), "e2e-cli")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestRealCNIBridgePlugin(t *testing.T) {
 			att := cni.Add(t, bin, []byte(c.conf), node, pod, "e2e-cni-"+c.name, "eth0")
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			sb, err := netbridge.Setup(context.Background(), netbridge.Config{ID: "e2e-cni", Netns: pod.Path(), StateDir: dir, HoldFDs: true})
+			sb, err := netbridge.New(dir, nil).Setup(context.Background(), sandbox.Config{ID: "e2e-cni", Netns: pod.Path(), HoldFDs: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -280,7 +280,7 @@ func TestRealCNIBridgePlugin(t *testing.T) {
 			pingBothWays(t, node, g, 0, pairs...)
 
 			g.Close()
-			if err := netbridge.Teardown(context.Background(), dir, "e2e-cni"); err != nil {
+			if err := netbridge.New(dir, nil).Teardown(context.Background(), "e2e-cni"); err != nil {
 				t.Fatal(err)
 			}
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {

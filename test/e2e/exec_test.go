@@ -52,7 +52,7 @@ func TestExec(t *testing.T) {
 			}
 			// The queues are released when the command exits: the single
 			// queue of a tap can be opened again.
-			sb, err := netbridge.OpenQueues(t.Context(), dir, id)
+			sb, err := netbridge.New(dir, nil).OpenQueues(t.Context(), id)
 			if err != nil {
 				t.Fatalf("reopening the queues after exec: %v", err)
 			}

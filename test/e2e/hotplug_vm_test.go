@@ -69,11 +69,11 @@ func hotplugRun(t *testing.T, model string, node, pod ns.NetNS) string {
 	dir := t.TempDir()
 	// No queues held: `netbridge hotplug` opens them itself, as a runtime
 	// adding a NIC to a running VM would.
-	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model)})
+	sb, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(model)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { netbridge.Teardown(ctx, dir, id) })
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, id) })
 	if len(sb.NICs) != 1 {
 		t.Fatalf("setup attached %d NICs, want 1: %+v", len(sb.NICs), sb.NICs)
 	}
@@ -177,7 +177,7 @@ func hotplugRun(t *testing.T, model string, node, pod ns.NetNS) string {
 		t.Errorf("QEMU still lists device %s after the unplug", hotplugDevice)
 	}
 	// The wiring is untouched by the unplug.
-	if err := netbridge.Check(ctx, dir, id); err != nil {
+	if err := netbridge.New(dir, nil).Check(ctx, id); err != nil {
 		t.Errorf("netbridge check after the unplug: %v", err)
 	}
 
@@ -199,7 +199,7 @@ func hotplugRun(t *testing.T, model string, node, pod ns.NetNS) string {
 	}
 	t.Logf("guest markers:\n%s", strings.Join(g.Lines("NBTEST "), "\n"))
 
-	if err := netbridge.Teardown(ctx, dir, id); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	return testnet.Diff(before, testnet.Snapshot(t, pod))

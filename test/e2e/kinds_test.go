@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/fakeguest"
 	"github.com/netbridge/netbridge/test/testnet"
 )
@@ -37,8 +38,8 @@ func TestExistingTapIsPassedThrough(t *testing.T) {
 			dir := t.TempDir()
 
 			// Only the tap: nothing at all changes in the netns.
-			only := withVariant(netbridge.Config{ID: "e2e-pt-only", Netns: pod.Path(), StateDir: dir, Interfaces: []string{"tap0"}}, v)
-			sb := mustSetup(t, only)
+			only := withVariant(sandbox.Config{ID: "e2e-pt-only", Netns: pod.Path(), Interfaces: []string{"tap0"}}, v)
+			sb := mustSetup(t, dir, only)
 			if len(sb.NICs) != 1 {
 				t.Fatalf("NICs %+v, want tap0 only", sb.NICs)
 			}
@@ -50,7 +51,7 @@ func TestExistingTapIsPassedThrough(t *testing.T) {
 			if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 				t.Errorf("passing an existing tap through changed the netns:\n%s", d)
 			}
-			if err := netbridge.Check(context.Background(), dir, only.ID); err != nil {
+			if err := netbridge.New(dir, nil).Check(context.Background(), only.ID); err != nil {
 				t.Errorf("Check: %v", err)
 			}
 			mustTeardown(t, dir, only.ID)
@@ -62,15 +63,15 @@ func TestExistingTapIsPassedThrough(t *testing.T) {
 			// queue setup opened: once (they do not depend on eth0's model,
 			// and the tap's carrier going away again costs a second).
 			frames := v == modelTCFilter
-			cfg := withVariant(netbridge.Config{ID: "e2e-pt", Netns: pod.Path(), StateDir: dir, HoldFDs: frames}, v)
-			sb = mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-pt", Netns: pod.Path(), HoldFDs: frames}, v)
+			sb = mustSetup(t, dir, cfg)
 			if len(sb.NICs) != 2 || sb.NICs[0].Name != "eth0" || sb.NICs[1].Name != "tap0" {
 				t.Fatalf("NICs %+v, want eth0 and tap0", sb.NICs)
 			}
 			if string(sb.NICs[0].Model) != wantModel(t, v) || sb.NICs[1].Model != modelPassthrough {
 				t.Errorf("models %s, %s; want %s, passthrough", sb.NICs[0].Model, sb.NICs[1].Model, wantModel(t, v))
 			}
-			if err := netbridge.Check(context.Background(), dir, cfg.ID); err != nil {
+			if err := netbridge.New(dir, nil).Check(context.Background(), cfg.ID); err != nil {
 				t.Errorf("Check: %v", err)
 			}
 			nic = sb.NICs[1]
@@ -138,15 +139,15 @@ func TestOtherKindIsSkippedOrStrict(t *testing.T) {
 	}
 
 	for _, v := range []string{modelTCFilter, modelBridge, modelAuto} {
-		cfg := withVariant(netbridge.Config{ID: "e2e-kind", Netns: pod.Path(), StateDir: dir}, v)
-		sb := mustSetup(t, cfg)
+		cfg := withVariant(sandbox.Config{ID: "e2e-kind", Netns: pod.Path()}, v)
+		sb := mustSetup(t, dir, cfg)
 		if len(sb.NICs) != 1 || sb.NICs[0].Name != "eth0" {
 			t.Errorf("%s: NICs %+v, want eth0 only", v, sb.NICs)
 		}
 		if len(sb.Warnings) != 1 || !strings.Contains(sb.Warnings[0], "vx0") || !strings.Contains(sb.Warnings[0], "vxlan") {
 			t.Errorf("%s: warnings %q, want one naming vx0 and its kind", v, sb.Warnings)
 		}
-		loaded, err := netbridge.Load(dir, cfg.ID)
+		loaded, err := netbridge.New(dir, nil).Load(context.Background(), cfg.ID)
 		if err != nil || len(loaded.Warnings) != 1 {
 			t.Errorf("%s: the record lost the warning: %+v, %v", v, loaded, err)
 		}
@@ -154,21 +155,21 @@ func TestOtherKindIsSkippedOrStrict(t *testing.T) {
 
 		for _, c := range []struct {
 			name string
-			mod  func(*netbridge.Config)
+			mod  func(*sandbox.Config)
 		}{
-			{"strict", func(c *netbridge.Config) { c.Strict = true }},
-			{"named", func(c *netbridge.Config) { c.Interfaces = []string{"eth0", "vx0"} }},
+			{"strict", func(c *sandbox.Config) { c.Strict = true }},
+			{"named", func(c *sandbox.Config) { c.Interfaces = []string{"eth0", "vx0"} }},
 		} {
 			bad := cfg
 			c.mod(&bad)
-			sb, err := netbridge.Setup(context.Background(), bad)
+			sb, err := netbridge.New(dir, nil).Setup(context.Background(), bad)
 			if err == nil {
 				sb.Close()
 				mustTeardown(t, dir, bad.ID)
 				t.Errorf("%s/%s: Setup succeeded", v, c.name)
 				continue
 			}
-			if !errors.Is(err, netbridge.ErrInvalidConfig) || !strings.Contains(err.Error(), `"vx0"`) {
+			if !errors.Is(err, sandbox.ErrInvalidConfig) || !strings.Contains(err.Error(), `"vx0"`) {
 				t.Errorf("%s/%s: Setup = %v, want ErrInvalidConfig naming vx0", v, c.name, err)
 			}
 			if e := testnet.DirNames(t, dir); len(e) != 0 {

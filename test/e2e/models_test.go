@@ -33,7 +33,7 @@ var (
 )
 
 // withVariant returns cfg asking for the model variant v.
-func withVariant(cfg netbridge.Config, v string) netbridge.Config {
+func withVariant(cfg sandbox.Config, v string) sandbox.Config {
 	cfg.Model, cfg.MacvtapMode = sandbox.Model(v), ""
 	if v == macvtapPassthru {
 		cfg.Model, cfg.MacvtapMode = sandbox.ModelMacvtap, sandbox.MacvtapPassthru
@@ -87,17 +87,18 @@ func wantModel(t *testing.T, v string) string {
 	return v
 }
 
-// mustSetup runs Setup and registers Close and Teardown at cleanup (a
-// second Teardown after the test's own does nothing).
-func mustSetup(t *testing.T, cfg netbridge.Config) *sandbox.Sandbox {
+// mustSetup runs Setup with the state in dir and registers Close and
+// Teardown at cleanup (a second Teardown after the test's own does
+// nothing).
+func mustSetup(t *testing.T, dir string, cfg sandbox.Config) *sandbox.Sandbox {
 	t.Helper()
-	sb, err := netbridge.Setup(context.Background(), cfg)
+	sb, err := netbridge.New(dir, nil).Setup(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Setup (model %s): %v", cfg.Model, err)
 	}
 	t.Cleanup(func() {
 		sb.Close()
-		if err := netbridge.Teardown(context.Background(), cfg.StateDir, cfg.ID); err != nil {
+		if err := netbridge.New(dir, nil).Teardown(context.Background(), cfg.ID); err != nil {
 			t.Errorf("cleanup Teardown of %s: %v", cfg.ID, err)
 		}
 	})
@@ -106,7 +107,7 @@ func mustSetup(t *testing.T, cfg netbridge.Config) *sandbox.Sandbox {
 
 func mustTeardown(t *testing.T, dir, id string) {
 	t.Helper()
-	if err := netbridge.Teardown(context.Background(), dir, id); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(context.Background(), id); err != nil {
 		t.Fatalf("Teardown of %s: %v", id, err)
 	}
 }
@@ -195,24 +196,24 @@ func TestModelLifecycleTwice(t *testing.T) {
 			node, pod := topology(t, 0)
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-twice", Netns: pod.Path(), StateDir: dir}, v)
+			cfg := withVariant(sandbox.Config{ID: "e2e-twice", Netns: pod.Path()}, v)
 			for cycle := 1; cycle <= 2; cycle++ {
-				sb := mustSetup(t, cfg)
+				sb := mustSetup(t, dir, cfg)
 				wired := testnet.Snapshot(t, pod)
-				second := mustSetup(t, cfg)
+				second := mustSetup(t, dir, cfg)
 				if d := testnet.Diff(wired, testnet.Snapshot(t, pod)); d != "" {
 					t.Errorf("cycle %d: a second Setup changed the netns:\n%s", cycle, d)
 				}
 				// A third, holding the queues, returns the same with the fds.
 				hold := cfg
 				hold.HoldFDs = true
-				again := mustSetup(t, hold)
+				again := mustSetup(t, dir, hold)
 				for _, other := range []*sandbox.Sandbox{second, again} {
 					if a, b := publicJSON(t, sb), publicJSON(t, other); a != b {
 						t.Errorf("cycle %d: a repeated Setup returned\n%s\nthe first\n%s", cycle, b, a)
 					}
 				}
-				if err := netbridge.Check(context.Background(), dir, cfg.ID); err != nil {
+				if err := netbridge.New(dir, nil).Check(context.Background(), cfg.ID); err != nil {
 					t.Errorf("cycle %d: Check: %v", cycle, err)
 				}
 				if len(again.NICs) != 1 {
@@ -246,7 +247,7 @@ func TestModelLifecycleTwice(t *testing.T) {
 				if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 					t.Errorf("cycle %d: after teardown:\n%s", cycle, d)
 				}
-				if ids, err := netbridge.List(dir); err != nil || len(ids) != 0 {
+				if ids, err := netbridge.New(dir, nil).List(context.Background()); err != nil || len(ids) != 0 {
 					t.Errorf("cycle %d: List after teardown = %v, %v", cycle, ids, err)
 				}
 			}
@@ -268,7 +269,7 @@ func TestMacvtapsWithTheSameIfindex(t *testing.T) {
 	for i, mode := range []sandbox.MacvtapMode{sandbox.MacvtapBridge, sandbox.MacvtapPassthru} {
 		node, pod := topology(t, 0)
 		id := fmt.Sprintf("e2e-mvt-%d", i)
-		sb := mustSetup(t, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: modelMacvtap, MacvtapMode: mode, HoldFDs: true})
+		sb := mustSetup(t, dir, sandbox.Config{ID: id, Netns: pod.Path(), Model: modelMacvtap, MacvtapMode: mode, HoldFDs: true})
 		nic := &sb.NICs[0]
 		sbs = append(sbs, &wired{node: node, nic: *nic, g: startGuest(t, takeQueue(t, pod, nic), *nic)})
 	}
@@ -290,7 +291,7 @@ func TestMacvtapsWithTheSameIfindex(t *testing.T) {
 	}
 	wg.Wait()
 	for i, s := range sbs {
-		if err := netbridge.Check(context.Background(), dir, fmt.Sprintf("e2e-mvt-%d", i)); err != nil {
+		if err := netbridge.New(dir, nil).Check(context.Background(), fmt.Sprintf("e2e-mvt-%d", i)); err != nil {
 			t.Errorf("Check: %v", err)
 		}
 		if err := s.g.Err(); err != nil {
@@ -319,8 +320,8 @@ func TestBridgeModelOnVethWithoutCarrier(t *testing.T) {
 			})
 			before := testnet.Snapshot(t, pod)
 			dir := t.TempDir()
-			cfg := withVariant(netbridge.Config{ID: "e2e-nocarrier", Netns: pod.Path(), StateDir: dir}, v)
-			sb := mustSetup(t, cfg)
+			cfg := withVariant(sandbox.Config{ID: "e2e-nocarrier", Netns: pod.Path()}, v)
+			sb := mustSetup(t, dir, cfg)
 			if n := len(sb.NICs); n != 1 || len(sb.NICs[0].Routes) != 3 {
 				t.Errorf("NICs %+v, want eth0 with its 3 routes", sb.NICs)
 			}
@@ -359,8 +360,8 @@ func TestMacvtapTeardownLeavesNoStateBehind(t *testing.T) {
 			t.Parallel()
 			_, pod := topology(t, 0)
 			dir := t.TempDir()
-			cfg := netbridge.Config{ID: "e2e-mvt-state", Netns: pod.Path(), StateDir: dir, Model: modelMacvtap, MacvtapMode: mode}
-			sb := mustSetup(t, cfg)
+			cfg := sandbox.Config{ID: "e2e-mvt-state", Netns: pod.Path(), Model: modelMacvtap, MacvtapMode: mode}
+			sb := mustSetup(t, dir, cfg)
 			if _, err := os.Stat(sb.NICs[0].Device); err != nil {
 				t.Fatalf("device node: %v", err)
 			}

@@ -177,7 +177,7 @@ func TestConcurrentSetupsOfOneID(t *testing.T) {
 	if n := ownedTaps(t, pod, id); n != 1 {
 		t.Errorf("%d taps tagged netbridge:%s, want 1", n, id)
 	}
-	if err := netbridge.Check(context.Background(), dir, id); err != nil {
+	if err := netbridge.New(dir, nil).Check(context.Background(), id); err != nil {
 		t.Errorf("Check after 10 concurrent setups: %v", err)
 	}
 	if out, err := cli(t, "teardown", "--id", id, "--state-dir", dir); err != nil {
@@ -230,7 +230,7 @@ func TestSetupRacingTeardown(t *testing.T) {
 				}
 				if ents := records(t, dir); len(ents) > 0 {
 					wired++
-					if err := netbridge.Check(context.Background(), dir, id); err != nil {
+					if err := netbridge.New(dir, nil).Check(context.Background(), id); err != nil {
 						t.Errorf("round %d: record present but Check fails: %v (state %v)", r, err, ents)
 					}
 					if n := ownedTaps(t, pod, id); n != 1 {
@@ -292,13 +292,13 @@ func TestSoakSetupTeardown(t *testing.T) {
 			dir := t.TempDir()
 			ctx := context.Background()
 			const id = "soak"
-			t.Cleanup(func() { netbridge.Teardown(ctx, dir, id) })
-			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(c.model)}
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, id) })
+			cfg := sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(c.model)}
 			cycle := func() {
-				if _, err := netbridge.Setup(ctx, cfg); err != nil {
+				if _, err := netbridge.New(dir, nil).Setup(ctx, cfg); err != nil {
 					t.Fatal(err)
 				}
-				if err := netbridge.Teardown(ctx, dir, id); err != nil {
+				if err := netbridge.New(dir, nil).Teardown(ctx, id); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -387,7 +387,7 @@ func TestForeignObjectsSurviveTeardown(t *testing.T) {
 			dir := t.TempDir()
 			ctx := context.Background()
 			id := "foreign-" + model
-			t.Cleanup(func() { netbridge.Teardown(ctx, dir, id) })
+			t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, id) })
 			foreigners(t, pod, "1", true)
 			s0 := testnet.Snapshot(t, pod)
 			// The expected end state: the "after setup" set on top of s0.
@@ -397,15 +397,15 @@ func TestForeignObjectsSurviveTeardown(t *testing.T) {
 			if d := testnet.Diff(s0, testnet.Snapshot(t, pod)); d != "" {
 				t.Fatalf("the foreign set does not remove cleanly:\n%s", d)
 			}
-			cfg := netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model), Interfaces: []string{"eth0"}}
-			if _, err := netbridge.Setup(ctx, cfg); err != nil {
+			cfg := sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(model), Interfaces: []string{"eth0"}}
+			if _, err := netbridge.New(dir, nil).Setup(ctx, cfg); err != nil {
 				t.Fatal(err)
 			}
 			foreigners(t, pod, "2", false)
-			if err := netbridge.Check(ctx, dir, id); err != nil {
+			if err := netbridge.New(dir, nil).Check(ctx, id); err != nil {
 				t.Errorf("Check with foreign objects around: %v", err)
 			}
-			if err := netbridge.Teardown(ctx, dir, id); err != nil {
+			if err := netbridge.New(dir, nil).Teardown(ctx, id); err != nil {
 				t.Fatal(err)
 			}
 			// A u32 filter of a new priority gets a fresh hash table id
@@ -428,13 +428,13 @@ func TestBridgeTeardownKeepsOthersChanges(t *testing.T) {
 	t.Run("mac", func(t *testing.T) {
 		_, pod := topology(t, 0)
 		dir := t.TempDir()
-		t.Cleanup(func() { netbridge.Teardown(ctx, dir, "mac") })
-		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "mac", Netns: pod.Path(), StateDir: dir, Model: modelBridge}); err != nil {
+		t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "mac") })
+		if _, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "mac", Netns: pod.Path(), Model: modelBridge}); err != nil {
 			t.Fatal(err)
 		}
 		const theirs = "02:00:5e:00:53:99"
 		testnet.Exec(t, pod, "ip", "link", "set", "eth0", "address", theirs)
-		if err := netbridge.Teardown(ctx, dir, "mac"); err != nil {
+		if err := netbridge.New(dir, nil).Teardown(ctx, "mac"); err != nil {
 			t.Fatal(err)
 		}
 		if got := testnet.LinkByName(t, pod, "eth0").Attrs().HardwareAddr.String(); got != theirs {
@@ -444,9 +444,9 @@ func TestBridgeTeardownKeepsOthersChanges(t *testing.T) {
 	t.Run("address", func(t *testing.T) {
 		_, pod := topology(t, 0)
 		dir := t.TempDir()
-		t.Cleanup(func() { netbridge.Teardown(ctx, dir, "addr") })
+		t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, "addr") })
 		before := testnet.Snapshot(t, pod)
-		if _, err := netbridge.Setup(ctx, netbridge.Config{ID: "addr", Netns: pod.Path(), StateDir: dir, Model: modelBridge}); err != nil {
+		if _, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: "addr", Netns: pod.Path(), Model: modelBridge}); err != nil {
 			t.Fatal(err)
 		}
 		addrs, err := testnet.Handle(t, pod).AddrList(testnet.LinkByName(t, pod, "eth0"), 0)
@@ -459,7 +459,7 @@ func TestBridgeTeardownKeepsOthersChanges(t *testing.T) {
 			}
 		}
 		testnet.AddAddr(t, pod, "eth0", "198.51.100.2/24")
-		if err := netbridge.Teardown(ctx, dir, "addr"); err != nil {
+		if err := netbridge.New(dir, nil).Teardown(ctx, "addr"); err != nil {
 			t.Fatalf("teardown with the address already back: %v", err)
 		}
 		out := testnet.Exec(t, pod, "ip", "-4", "-o", "addr", "show", "dev", "eth0")

@@ -392,7 +392,7 @@ func findRedirect(h *netlink.Handle, from, to netlink.Link) error {
 // is closed before returning, so nothing of the test holds the tap.
 func guestThroughTap(t *testing.T, node, pod ns.NetNS, f *hookFiles, id string, pairs ...[2]netip.Addr) {
 	t.Helper()
-	sb, err := netbridge.Load(f.stateDir, id)
+	sb, err := netbridge.New(f.stateDir, nil).Load(context.Background(), id)
 	if err != nil {
 		t.Fatalf("the hook left no usable record: %v", err)
 	}
@@ -411,10 +411,10 @@ func guestThroughTap(t *testing.T, node, pod ns.NetNS, f *hookFiles, id string, 
 // checkTornDown asserts that the state dir holds no record any more.
 func checkTornDown(t *testing.T, f *hookFiles, id string) {
 	t.Helper()
-	if _, err := netbridge.Load(f.stateDir, id); !errors.Is(err, netbridge.ErrNotFound) {
+	if _, err := netbridge.New(f.stateDir, nil).Load(context.Background(), id); !errors.Is(err, netbridge.ErrNotFound) {
 		t.Errorf("after poststop, loading %s gives %v, want ErrNotFound", id, err)
 	}
-	if l, err := netbridge.List(f.stateDir); err != nil || len(l) != 0 {
+	if l, err := netbridge.New(f.stateDir, nil).List(context.Background()); err != nil || len(l) != 0 {
 		t.Errorf("after poststop, the state dir lists %+v (err %v), want nothing", l, err)
 	}
 	records, _ := filepath.Glob(filepath.Join(f.stateDir, "*.json"))
@@ -497,7 +497,7 @@ func TestRuncHookNamedNetns(t *testing.T) {
 		t.Fatalf("the container does not run in the pod netns (same=%v, err=%v)", same, err)
 	}
 	checkWired(t, pod, id, "eth0")
-	if sb, err := netbridge.Load(files.stateDir, id); err == nil && sb.Netns != pod.Path() {
+	if sb, err := netbridge.New(files.stateDir, nil).Load(context.Background(), id); err == nil && sb.Netns != pod.Path() {
 		t.Errorf("recorded netns %q, want the path config.json names, %q", sb.Netns, pod.Path())
 	}
 	guestThroughTap(t, node, pod, files, id, [2]netip.Addr{nodeV4, podV4}, [2]netip.Addr{nodeV6, podV6})
@@ -574,7 +574,7 @@ func TestRuncHookNewNetns(t *testing.T) {
 				}
 				defer pod.Close()
 				checkWired(t, pod, id, "eth0")
-				if sb, err := netbridge.Load(files.stateDir, id); err == nil && sb.Netns != podPath {
+				if sb, err := netbridge.New(files.stateDir, nil).Load(context.Background(), id); err == nil && sb.Netns != podPath {
 					t.Errorf("recorded netns %q, want %q", sb.Netns, podPath)
 				}
 				guestThroughTap(t, node, pod, files, id, [2]netip.Addr{nodeV4, podV4}, [2]netip.Addr{nodeV6, podV6})

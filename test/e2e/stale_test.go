@@ -64,8 +64,8 @@ func TestStaleRecordsShownAndPruned(t *testing.T) {
 	// Teardown of a stale sandbox (as the hook's poststop runs it) says
 	// what happened.
 	var log bytes.Buffer
-	ctx := netbridge.ContextWithLogger(context.Background(), slog.New(slog.NewTextHandler(&log, nil)))
-	if err := netbridge.Teardown(ctx, dir, "stale1"); err != nil || !strings.Contains(log.String(), "netns gone") || strings.Contains(log.String(), "torn down") {
+	lib := netbridge.New(dir, slog.New(slog.NewTextHandler(&log, nil)))
+	if err := lib.Teardown(context.Background(), "stale1"); err != nil || !strings.Contains(log.String(), "netns gone") || strings.Contains(log.String(), "torn down") {
 		t.Errorf("teardown of a gone netns: %v, log:\n%s\nwant it to say the netns was gone", err, log.String())
 	}
 

@@ -156,11 +156,11 @@ func vmRun(t *testing.T, model string, node, pod ns.NetNS, wantNICs int, pairs .
 	dir := t.TempDir()
 	// Only a macvtap needs its queues held: QEMU opens taps by name.
 	holdFDs := model == modelMacvtap
-	sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: pod.Path(), StateDir: dir, Model: sandbox.Model(model), HoldFDs: holdFDs})
+	sb, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: id, Netns: pod.Path(), Model: sandbox.Model(model), HoldFDs: holdFDs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sb.Close(); netbridge.Teardown(ctx, dir, id) })
+	t.Cleanup(func() { sb.Close(); netbridge.New(dir, nil).Teardown(ctx, id) })
 	if len(sb.NICs) != wantNICs {
 		t.Fatalf("setup attached %d NICs, want %d: %+v", len(sb.NICs), wantNICs, sb.NICs)
 	}
@@ -252,7 +252,7 @@ func vmRun(t *testing.T, model string, node, pod ns.NetNS, wantNICs int, pairs .
 	}
 
 	sb.Close()
-	if err := netbridge.Teardown(ctx, dir, id); err != nil {
+	if err := netbridge.New(dir, nil).Teardown(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	return g, testnet.Diff(before, testnet.Snapshot(t, pod))

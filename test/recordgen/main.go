@@ -187,18 +187,18 @@ func generate(out, name string, f Fixture, plugin string) (err error) {
 	var id string
 	if s := f.Setup; s != nil {
 		id = s.ID
-		cfg := netbridge.Config{ID: s.ID, Netns: pod.Path(), StateDir: stateDir, Model: s.Model, MacvtapMode: s.MacvtapMode}
-		if _, err := netbridge.Setup(context.Background(), cfg); err != nil {
+		cfg := sandbox.Config{ID: s.ID, Netns: pod.Path(), Model: s.Model, MacvtapMode: s.MacvtapMode}
+		if _, err := netbridge.New(stateDir, nil).Setup(context.Background(), cfg); err != nil {
 			return err
 		}
-		defer netbridge.Teardown(context.Background(), stateDir, s.ID)
+		defer netbridge.New(stateDir, nil).Teardown(context.Background(), s.ID)
 	}
 	for _, a := range f.Attach {
 		id = a.ContainerID
 		if err := cniAdd(plugin, pod, stateDir, a); err != nil {
 			return err
 		}
-		defer netbridge.Detach(context.Background(), stateDir, a.ContainerID, a.IfName)
+		defer netbridge.New(stateDir, nil).Detach(context.Background(), a.ContainerID, a.IfName)
 	}
 	if f.Wired, err = testnet.ReadSnapshot(pod); err != nil {
 		return err

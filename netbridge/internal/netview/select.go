@@ -44,7 +44,7 @@ func selectWith(ifs []Link, names []string, supports func(*sandbox.Interface) er
 	}
 	if len(names) > 0 {
 		for i := range ifs {
-			ifs[i].Reason = "not named by --interfaces"
+			ifs[i].Reason = sandbox.ReasonNotNamed
 		}
 		for _, name := range names {
 			ifc, ok := byName[name]

@@ -242,7 +242,7 @@ func newWorld(ctx context.Context, name string, model sandbox.Model, stateDir st
 		}
 	} else {
 		id := namePrefix + nonce
-		sb, err := netbridge.Setup(ctx, netbridge.Config{ID: id, Netns: w.pod.Path(), Model: model, HoldFDs: true, StateDir: stateDir})
+		sb, err := netbridge.New(stateDir, nil).Setup(ctx, sandbox.Config{ID: id, Netns: w.pod.Path(), Model: model, HoldFDs: true})
 		if err != nil {
 			return nil, fmt.Errorf("netbridge setup (model %s): %w", model, err)
 		}
@@ -254,7 +254,7 @@ func newWorld(ctx context.Context, name string, model sandbox.Model, stateDir st
 			// Teardown runs even when ctx is done.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 			defer cancel()
-			if err := netbridge.Teardown(cctx, stateDir, id); err != nil {
+			if err := netbridge.New(stateDir, nil).Teardown(cctx, id); err != nil {
 				errs = append(errs, fmt.Errorf("netbridge teardown: %w", err))
 			}
 			return errors.Join(errs...)

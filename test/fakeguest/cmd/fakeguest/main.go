@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/netns"
 	"github.com/netbridge/netbridge/test/fakeguest"

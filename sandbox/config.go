@@ -1,28 +1,14 @@
-package netbridge
+package sandbox
 
 import (
 	"fmt"
-	"slices"
+	"strings"
 
-	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/sandboxid"
-	"github.com/netbridge/netbridge/sandbox"
 )
 
-// ErrModeConflict reports a sandbox wired in the other mode: Setup of a
-// sandbox whose interfaces were attached one by one (Attach), or Attach or
-// Detach of a sandbox set up as a whole (Setup). Nothing was changed. It
-// wraps sandbox.ErrInvalidConfig.
-var ErrModeConflict = fmt.Errorf("%w: setup as a whole and attach interface by interface do not mix", sandbox.ErrInvalidConfig)
-
-// Transitional names of the sandbox package's errors.
-var (
-	ErrInvalidConfig = sandbox.ErrInvalidConfig
-	ErrNoInterface   = sandbox.ErrNoInterface
-)
-
-// Config says what Setup wires.
+// Config says what to wire for a sandbox.
 type Config struct {
 	// ID is the sandbox id: letters, digits, '_', '.', '-', at most 128
 	// bytes. It keys the state record and seeds the derived MACs.
@@ -59,8 +45,6 @@ type Config struct {
 	// vhost-net files in NIC.VhostFiles when vhost is used), for a
 	// hypervisor that takes fds. The taps are persistent either way.
 	HoldFDs bool
-	// StateDir is the state directory; see state.Dir for the default.
-	StateDir string
 	// DNS is the guest's resolver configuration. When it is empty and
 	// CNICacheDir is set, it is read from the CNI results libcni cached
 	// for the sandbox id there.
@@ -69,7 +53,8 @@ type Config struct {
 	CNICacheDir string
 }
 
-func (c *Config) validate() error {
+// Validate checks c; its errors wrap ErrInvalidConfig.
+func (c *Config) Validate() error {
 	if err := sandboxid.Check(c.ID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -79,21 +64,24 @@ func (c *Config) validate() error {
 	if c.Queues < 0 || c.Queues > MaxQueues {
 		return fmt.Errorf("%w: %d queues; use 1 to %d", ErrInvalidConfig, c.Queues, MaxQueues)
 	}
-	switch c.Vhost {
-	case "", VhostOff, VhostOn, VhostAuto:
-	default:
+	if !c.Vhost.Valid() {
 		return fmt.Errorf("%w: vhost %q; use on, off or auto", ErrInvalidConfig, c.Vhost)
 	}
-	if c.Model != ModelAuto {
-		if _, err := models.Lookup(c.Model); err != nil {
-			return err
+	if !c.Model.Valid() {
+		names := make([]string, len(Models))
+		for i, m := range Models {
+			names[i] = string(m)
 		}
+		return fmt.Errorf("%w: unknown model %q (choose one of %s)", ErrInvalidConfig, c.Model, strings.Join(names, ", "))
 	}
-	switch c.MacvtapMode {
-	case "", MacvtapBridge, MacvtapPassthru:
-	default:
+	if !c.MacvtapMode.Valid() {
 		return fmt.Errorf("%w: macvtap mode %q; use bridge or passthru", ErrInvalidConfig, c.MacvtapMode)
 	}
+	return c.validateNames()
+}
+
+// validateNames checks the interface names and the tap name.
+func (c *Config) validateNames() error {
 	seen := map[string]bool{}
 	for _, n := range c.Interfaces {
 		if err := linkname.Check(n); err != nil {
@@ -104,33 +92,17 @@ func (c *Config) validate() error {
 		}
 		seen[n] = true
 	}
-	if c.TapName != "" {
-		if len(c.Interfaces) != 1 {
-			return fmt.Errorf("%w: a tap name (%q) needs exactly one interface named, not %d", ErrInvalidConfig, c.TapName, len(c.Interfaces))
-		}
-		if err := linkname.Check(c.TapName); err != nil {
-			return fmt.Errorf("%w: tap name: %w", ErrInvalidConfig, err)
-		}
-		if c.TapName == c.Interfaces[0] {
-			return fmt.Errorf("%w: the tap name %q is the interface's own name", ErrInvalidConfig, c.TapName)
-		}
+	if c.TapName == "" {
+		return nil
+	}
+	if len(c.Interfaces) != 1 {
+		return fmt.Errorf("%w: a tap name (%q) needs exactly one interface named, not %d", ErrInvalidConfig, c.TapName, len(c.Interfaces))
+	}
+	if err := linkname.Check(c.TapName); err != nil {
+		return fmt.Errorf("%w: tap name: %w", ErrInvalidConfig, err)
+	}
+	if c.TapName == c.Interfaces[0] {
+		return fmt.Errorf("%w: the tap name %q is the interface's own name", ErrInvalidConfig, c.TapName)
 	}
 	return nil
-}
-
-func (c *Config) queues() int { return max(c.Queues, 1) }
-
-func (c *Config) request(vhost bool) journal.Request {
-	r := journal.Request{
-		Model: c.Model, Interfaces: slices.Sorted(slices.Values(c.Interfaces)), Queues: c.queues(),
-		Vhost: vhost, TapOwner: c.TapOwner, TapGroup: c.TapGroup, MacvtapMode: c.MacvtapMode,
-		TapName: c.TapName, Network: c.Network,
-	}
-	if r.Model == "" {
-		r.Model = ModelTCFilter
-	}
-	if r.MacvtapMode == "" {
-		r.MacvtapMode = MacvtapBridge
-	}
-	return r
 }
