@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -82,16 +83,7 @@ func (s *session) attachRecord(ctx context.Context) (*journal.Record, error) {
 		rec = nil
 	}
 	if rec == nil {
-		rec = &journal.Record{
-			Version:     journal.Version,
-			Mode:        journal.ModeAttach,
-			Phase:       sandbox.PhaseReady,
-			Created:     time.Now().UTC(),
-			NetnsID:     s.n.ID(),
-			NetnsCookie: netnsCookie(s.n),
-			Requests:    map[string]journal.Request{},
-			Sandbox:     sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}},
-		}
+		rec = journal.NewRecord(journal.ModeAttach, s.n, sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}})
 	}
 	rec.SetLog(s.log)
 	if rec.Sandbox.DNS.IsZero() {
@@ -197,7 +189,7 @@ func (s *session) undoFirst(ctx context.Context, tx *journal.Tx, p *attachPlan) 
 			return err
 		}
 	}
-	s.log.Info("undid interfaces wired differently, broken or left by an interrupted attach", "interfaces", slices.Sorted(mapKeys(p.undo)))
+	s.log.Info("undid interfaces wired differently, broken or left by an interrupted attach", "interfaces", slices.Sorted(maps.Keys(p.undo)))
 	return nil
 }
 
@@ -329,7 +321,7 @@ func (m *Manager) Collect(ctx context.Context, network string, keep func(id, ifn
 				return nil
 			}
 			rec.SetLog(m.log.With("id", id))
-			for _, ifname := range slices.Sorted(mapKeys(rec.Requests)) {
+			for _, ifname := range slices.Sorted(maps.Keys(rec.Requests)) {
 				if rec.Requests[ifname].Network != network || keep(id, ifname) {
 					continue
 				}

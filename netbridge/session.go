@@ -2,14 +2,11 @@ package netbridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
 	"github.com/netbridge/netbridge/netbridge/internal/model"
@@ -54,7 +51,7 @@ func (m *Manager) begin(ctx context.Context, cfg sandbox.Config) (*session, erro
 		st.Release(lock, cfg.ID)
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidConfig, err)
 	}
-	if err := lockNetns(ctx, n); err != nil {
+	if err := n.Lock(ctx); err != nil {
 		n.Close()
 		st.Release(lock, cfg.ID)
 		return nil, err
@@ -67,32 +64,6 @@ func (m *Manager) begin(ctx context.Context, cfg sandbox.Config) (*session, erro
 func (s *session) end() {
 	s.n.Close()
 	s.st.Release(s.lock, s.cfg.ID)
-}
-
-// netnsLockPoll bounds the wait between two tries of lockNetns.
-const netnsLockPoll = 20 * time.Millisecond
-
-// lockNetns takes an exclusive flock on the open netns n (the namespace's
-// own inode, whichever path named it), which every Setup and Attach in
-// that netns takes, whatever its sandbox and state directory: deciding
-// that an interface is free and wiring it are then one step, and two
-// sandboxes cannot both take one interface. Closing n releases it. It
-// waits until ctx is done. A kernel that cannot lock the namespace file
-// leaves it unlocked, as before.
-func lockNetns(ctx context.Context, n *netns.NS) error {
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(n.Fd(), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for another netbridge setting up in netns %q: %w", n.Path(), ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, netnsLockPoll)
-	}
 }
 
 // run runs fn on a thread inside the netns, with a transaction on rec.
@@ -140,11 +111,4 @@ func resolveVhost(v sandbox.Vhost) (bool, error) {
 		return err == nil, nil
 	}
 	return false, nil
-}
-
-// netnsCookie returns n's cookie for the record, 0 when it cannot be read
-// (the record then names its netns by path and inode only).
-func netnsCookie(n *netns.NS) uint64 {
-	c, _ := n.Cookie()
-	return c
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -68,7 +69,7 @@ func (s *session) redo(ctx context.Context, old *journal.Record) (*sandbox.Sandb
 	cfg := s.cfg
 	if old.Mode == journal.ModeAttach {
 		return nil, fmt.Errorf("setting up sandbox %q: %w: its interfaces (%s) were attached one by one (by the CNI plugin), as recorded in %s; setup does not take them over: detach them (CNI DEL) or tear the sandbox down first",
-			cfg.ID, ErrModeConflict, strings.Join(slices.Sorted(mapKeys(old.Requests)), ", "), s.st.Dir())
+			cfg.ID, ErrModeConflict, strings.Join(slices.Sorted(maps.Keys(old.Requests)), ", "), s.st.Dir())
 	}
 	old.SetLog(s.log)
 	sameNetns := old.NetnsID == s.n.ID()
@@ -109,15 +110,8 @@ func (s *session) setup(ctx context.Context) (*sandbox.Sandbox, error) {
 			s.log.Warn("no DNS for the guest", "error", err)
 		}
 	}
-	rec := &journal.Record{
-		Version:     journal.Version,
-		Phase:       sandbox.PhaseSettingUp,
-		Created:     time.Now().UTC(),
-		NetnsID:     s.n.ID(),
-		NetnsCookie: netnsCookie(s.n),
-		Request:     s.req,
-		Sandbox:     sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}, DNS: dns},
-	}
+	rec := journal.NewRecord(journal.ModeWhole, s.n, sandbox.Sandbox{ID: cfg.ID, Netns: cfg.Netns, Model: s.req.Model, NICs: []sandbox.NIC{}, DNS: dns})
+	rec.Request = s.req
 	rec.SetLog(s.log)
 	var sb *sandbox.Sandbox
 	err := s.run(rec, func(tx *journal.Tx) error {
@@ -193,13 +187,3 @@ func reuse(n *netns.NS, rec *journal.Record, holdFDs bool) (*sandbox.Sandbox, er
 }
 
 var errBroken = errors.New("wiring is broken")
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}

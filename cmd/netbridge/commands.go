@@ -166,7 +166,11 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 		return kerr
 	}
 	if output == "json" {
-		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, QEMUForm: map[bool]string{false: "name", true: "fd"}[byFD], KernelCmdline: kip})
+		form := "name"
+		if byFD {
+			form = "fd"
+		}
+		return writeJSON(e.stdout, setupOutput{Sandbox: *sb, QEMU: args, QEMUForm: form, KernelCmdline: kip})
 	}
 	fmt.Fprintf(e.stdout, "sandbox %s wired in %s (model %s)\n\n", sb.ID, sb.Netns, sb.Model)
 	printNICs(e.stdout, sb.NICs)

@@ -5,12 +5,14 @@
 package netns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
@@ -507,4 +509,29 @@ func (n *NS) Close() error { return n.ns.Close() }
 // use it to prove that a thread's namespace never changes.
 func Current() (ID, error) {
 	return PathID(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+}
+
+// lockPoll bounds the wait between two tries of Lock.
+const lockPoll = 20 * time.Millisecond
+
+// Lock takes an exclusive flock on the namespace n (its own inode,
+// whichever path named it), which every netbridge wiring that netns takes,
+// whatever its sandbox and state directory: deciding that an interface is
+// free and wiring it are then one step, and two sandboxes cannot both take
+// one interface. Closing n releases it. It waits until ctx is done. A
+// kernel that cannot lock the namespace file leaves it unlocked.
+func (n *NS) Lock(ctx context.Context) error {
+	delay := time.Millisecond
+	for {
+		err := unix.Flock(n.Fd(), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another netbridge setting up in netns %q: %w", n.Path(), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, lockPoll)
+	}
 }

@@ -123,7 +123,14 @@ func runInNewNetns() (Features, error) {
 		}
 	}
 	res[Tun] = err
+	probeTC(h, a, b, res)
+	probeLinks(h, b, res)
+	return report(res), nil
+}
 
+// probeTC tries the qdiscs, classifiers and action of tc: on link a, with
+// link b as the redirect's target.
+func probeTC(h *netlink.Handle, a, b netlink.Link, res map[string]error) {
 	ingress := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: a.Attrs().Index, Parent: netlink.HANDLE_INGRESS, Handle: netlink.MakeHandle(0xffff, 0)}}
 	res[Ingress] = h.QdiscAdd(ingress)
 
@@ -134,26 +141,30 @@ func runInNewNetns() (Features, error) {
 		for _, n := range []string{U32, Matchall, Mirred} {
 			res[n] = fmt.Errorf("not probed: needs the ingress qdisc")
 		}
-	} else {
-		attrs := func(prio uint16) netlink.FilterAttrs {
-			return netlink.FilterAttrs{LinkIndex: a.Attrs().Index, Parent: netlink.MakeHandle(0xffff, 0), Priority: prio, Protocol: unix.ETH_P_ALL}
-		}
-		// A filter with no action only sets a class id, which needs no
-		// action module; mirred is then probed on whichever classifier works.
-		classid := netlink.MakeHandle(1, 1)
-		res[U32] = h.FilterAdd(&netlink.U32{FilterAttrs: attrs(1), ClassId: classid})
-		res[Matchall] = h.FilterAdd(&netlink.MatchAll{FilterAttrs: attrs(2), ClassId: classid})
-		mirred := netlink.NewMirredAction(b.Attrs().Index)
-		switch {
-		case res[U32] == nil:
-			res[Mirred] = h.FilterAdd(&netlink.U32{FilterAttrs: attrs(3), Actions: []netlink.Action{mirred}})
-		case res[Matchall] == nil:
-			res[Mirred] = h.FilterAdd(&netlink.MatchAll{FilterAttrs: attrs(3), Actions: []netlink.Action{mirred}})
-		default:
-			res[Mirred] = fmt.Errorf("not probed: needs u32 or matchall")
-		}
+		return
 	}
+	attrs := func(prio uint16) netlink.FilterAttrs {
+		return netlink.FilterAttrs{LinkIndex: a.Attrs().Index, Parent: netlink.MakeHandle(0xffff, 0), Priority: prio, Protocol: unix.ETH_P_ALL}
+	}
+	// A filter with no action only sets a class id, which needs no
+	// action module; mirred is then probed on whichever classifier works.
+	classid := netlink.MakeHandle(1, 1)
+	res[U32] = h.FilterAdd(&netlink.U32{FilterAttrs: attrs(1), ClassId: classid})
+	res[Matchall] = h.FilterAdd(&netlink.MatchAll{FilterAttrs: attrs(2), ClassId: classid})
+	mirred := netlink.NewMirredAction(b.Attrs().Index)
+	switch {
+	case res[U32] == nil:
+		res[Mirred] = h.FilterAdd(&netlink.U32{FilterAttrs: attrs(3), Actions: []netlink.Action{mirred}})
+	case res[Matchall] == nil:
+		res[Mirred] = h.FilterAdd(&netlink.MatchAll{FilterAttrs: attrs(3), Actions: []netlink.Action{mirred}})
+	default:
+		res[Mirred] = fmt.Errorf("not probed: needs u32 or matchall")
+	}
+}
 
+// probeLinks tries the link kinds netbridge creates: a bridge, and a
+// macvtap on link b.
+func probeLinks(h *netlink.Handle, b netlink.Link, res map[string]error) {
 	bla := netlink.NewLinkAttrs()
 	bla.Name = "probebr0"
 	res[Bridge] = h.LinkAdd(&netlink.Bridge{LinkAttrs: bla})
@@ -162,7 +173,10 @@ func runInNewNetns() (Features, error) {
 	mla.Name = "probemvt0"
 	mla.ParentIndex = b.Attrs().Index
 	res[Macvtap] = h.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: mla, Mode: netlink.MACVLAN_MODE_BRIDGE}})
+}
 
+// report turns the outcome of each probe into Features, in report order.
+func report(res map[string]error) Features {
 	out := make(Features, 0, len(Names))
 	for _, n := range Names {
 		r := Result{Name: n, Available: res[n] == nil}
@@ -174,7 +188,7 @@ func runInNewNetns() (Features, error) {
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out
 }
 
 func probeVhost() error {

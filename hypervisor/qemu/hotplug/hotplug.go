@@ -25,7 +25,7 @@ type QMP interface {
 }
 
 // Add hot-plugs nics, which must hold their queue files (see
-// netbridge.OpenQueues), in order. If a command fails half-way, what was
+// netbridge.Manager.OpenQueues), in order. If a command fails half-way, what was
 // added is removed again (best effort) and the error names the command
 // and the NIC. QEMU keeps its own copies of the fds: the caller may close
 // the files once Add returns.

@@ -95,6 +95,18 @@ func (r Request) Equal(o Request) bool {
 		r.TapName == o.TapName && r.Network == o.Network
 }
 
+// NewRecord returns the record of sandbox sb, about to be wired in n in
+// mode: a setup under way (ModeWhole), or the empty record interfaces are
+// attached to (ModeAttach).
+func NewRecord(mode Mode, n *netns.NS, sb sandbox.Sandbox) *Record {
+	cookie, _ := n.Cookie() // 0 when it cannot be read: then by path and inode only
+	r := &Record{Version: Version, Mode: mode, Phase: sandbox.PhaseSettingUp, Created: time.Now().UTC(), NetnsID: n.ID(), NetnsCookie: cookie, Sandbox: sb}
+	if mode == ModeAttach {
+		r.Phase, r.Requests = sandbox.PhaseReady, map[string]Request{}
+	}
+	return r
+}
+
 var discard = slog.New(slog.DiscardHandler)
 
 // SetLog makes r log undo's warnings to l.

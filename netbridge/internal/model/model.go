@@ -92,6 +92,10 @@ const (
 // CNIKinds are the kinds of CNI interface netbridge knows.
 var CNIKinds = []Kind{KindVeth, KindMacvlan, KindIpvlan}
 
+// NoClassifier is how a model's Missing names the lack of both tc
+// classifiers a redirect can use.
+const NoClassifier = "u32 or matchall"
+
 // TapMaxMTU is the largest MTU the tun driver gives a tap: 65535 less the
 // Ethernet header.
 const TapMaxMTU = 65535 - 14

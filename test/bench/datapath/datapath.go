@@ -5,7 +5,7 @@
 // For every path Run builds a private world: a node netns and a pod netns
 // (bind-mounted as /run/netns/nbdp-<random>) joined by a veth pair
 // (198.51.100.1/24 on the node side, 198.51.100.2/24 on eth0 in the pod).
-// For a model path it wires the pod with netbridge.Setup (HoldFDs) and
+// For a model path it wires the pod with netbridge.Manager.Setup (HoldFDs) and
 // reads the tap queue file (for model macvtap, the file opened on the
 // macvtap's device node), stripping the virtio-net header (TUNGETVNETHDRSZ,
 // 10 bytes) in front of every frame; for the reference path, "veth
@@ -82,7 +82,7 @@ const (
 	// drainIdle is how long the reader waits for more frames once the
 	// sender has stopped; frames still queued in the path arrive within it.
 	drainIdle = 50 * time.Millisecond
-	// cleanupTimeout bounds netbridge.Teardown, which runs even when ctx
+	// cleanupTimeout bounds netbridge.Manager.Teardown, which runs even when ctx
 	// is done.
 	cleanupTimeout = 30 * time.Second
 	// rcvBuf is the receive buffer of the reference packet socket, in the

@@ -36,15 +36,11 @@ func (Model) Carries() model.Carriage {
 	return model.Carriage{Kinds: model.CNIKinds, OnTap: true}
 }
 
-// NoClassifier is how Missing names the lack of both classifiers the
-// model can use.
-const NoClassifier = "u32 or matchall"
-
 // Missing returns what of tun, ingress, mirred and a classifier f lacks.
 func (Model) Missing(f probe.Features) []string {
 	m := f.Missing(probe.Tun, probe.Ingress, probe.Mirred)
 	if _, ok := tcredirect.Preferred(func(c tcredirect.Classifier) bool { return f.Has(string(c)) }); !ok {
-		m = append(m, NoClassifier)
+		m = append(m, model.NoClassifier)
 	}
 	return m
 }
