@@ -14,7 +14,7 @@
 //	netbridge/internal/journal                the record: record a step, then make it; undo newest first by identity
 //	netbridge/internal/linkchange             what a change to a CNI interface takes away, and how it is given back
 //	pkg/...                                   kernel and system helpers: netns, tap, macvtap, state, probe, tcredirect
-//	sandbox                                   the data: Config, sandbox.Sandbox, sandbox.NIC, Interface, their values and checks
+//	sandbox                                   the data: Config, Sandbox, NIC, Interface, their values and checks
 //	hypervisor/...                            renderers: a sandbox.Sandbox -> QEMU, Cloud Hypervisor, Firecracker, guest
 //
 // Setup and Attach: caller -> Manager -> netview (read the netns) -> model
