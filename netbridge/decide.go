@@ -17,12 +17,12 @@ import (
 )
 
 // decision is what a request wires in a netns: the interfaces to attach,
-// the chooser of their models, and the interfaces skipped with a warning,
-// as the view of the netns showed them.
+// the chooser of their models, the naming of what they make, and the
+// interfaces skipped with a warning.
 type decision struct {
-	view    *netview.View
 	attach  []netview.Link
 	ch      *model.Chooser
+	names   *model.Naming
 	skipped []netview.Link
 }
 
@@ -34,7 +34,7 @@ type decision struct {
 // (but for links of cfg.ID that an undo about to run deletes: gone). It
 // changes nothing.
 func decide(v *netview.View, cfg sandbox.Config, req journal.Request, names []string, st *state.Store, gone map[string]bool) (*decision, error) {
-	d := &decision{view: v, ch: models.Chooser(req.Model)}
+	d := &decision{ch: models.Chooser(req.Model), names: model.NewNaming(cfg.ID, req.TapName, v, st)}
 	if err := v.Select(names, d.ch.Supports, st, cfg.ID); err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidConfig, err)
 	}
@@ -57,14 +57,13 @@ func decide(v *netview.View, cfg sandbox.Config, req journal.Request, names []st
 		}
 		return nil, fmt.Errorf("%w (%s)", sandbox.ErrNoInterface, strings.Join(why, "; "))
 	}
-	naming := model.NewNaming(cfg.ID, req.TapName, v, st)
 	for i := range d.attach {
 		ifc := &d.attach[i]
 		m, _, err := d.ch.Choose(&ifc.Interface)
 		if err != nil {
 			return nil, fmt.Errorf("interface %q: %w", ifc.Name, err)
 		}
-		for _, name := range m.Makes(naming, ifc.Name) {
+		for _, name := range m.Makes(d.names, ifc.Name) {
 			if err := v.NameFree(name, ifc.Name, cfg.ID, st, gone); err != nil {
 				return nil, err
 			}

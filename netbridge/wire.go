@@ -21,7 +21,7 @@ import (
 // name. On failure the NICs' files are closed and what was made stays
 // journaled for the caller's rollback.
 func (s *session) wireAll(ctx context.Context, tx *journal.Tx, d *decision, before func(netview.Link)) ([]sandbox.NIC, error) {
-	names, opts := model.NewNaming(s.cfg.ID, s.req.TapName, d.view, s.st), s.options()
+	names, opts := d.names, s.options()
 	jobs := make([]*model.Job, len(d.attach))
 	ms := make([]model.Model, len(d.attach))
 	fail := func(err error) ([]sandbox.NIC, error) {
