@@ -65,6 +65,27 @@ func (r *Record) Undo(ctx context.Context, h *netlink.Handle, n *netns.NS, match
 			p.failed[p.ours[i].Link] = true
 		}
 	}
+	errs = append(errs, r.newestFirst(match, func(i int, s Step) (bool, error) {
+		switch {
+		case s.Op == OpDevice:
+			return false, r.undoDevice(r.Sandbox.ID, s)
+		case p.created[s.Link]:
+			// A link we created and deleted above, or one of that name
+			// that is not ours (left alone), or an object that went with
+			// such a link; a link whose deletion failed stays recorded.
+			return p.failed[s.Link], nil
+		}
+		return false, u.undoOnIface(ctx, s, p.filters[i], p.ourTap[s.Iface] != nil)
+	}))
+	return errors.Join(errs...)
+}
+
+// newestFirst runs undo on each step that match selects, newest first,
+// and drops from the journal the steps undone: those for which undo
+// reports neither that the step stays nor an error. It returns the errors,
+// each naming its step.
+func (r *Record) newestFirst(match func(Step) bool, undo func(i int, s Step) (stays bool, err error)) error {
+	var errs []error
 	stays := make([]bool, len(r.Journal))
 	for i := len(r.Journal) - 1; i >= 0; i-- {
 		s := r.Journal[i]
@@ -72,31 +93,16 @@ func (r *Record) Undo(ctx context.Context, h *netlink.Handle, n *netns.NS, match
 			stays[i] = true
 			continue
 		}
-		var err error
-		switch {
-		case s.Op == OpDevice:
-			err = r.undoDevice(r.Sandbox.ID, s)
-		case p.created[s.Link]:
-			// A link we created and deleted above, or one of that name
-			// that is not ours (left alone), or an object that went with
-			// such a link; a link whose deletion failed stays recorded.
-			stays[i] = p.failed[s.Link]
-		default:
-			err = u.undoOnIface(ctx, s, p.filters[i], p.ourTap[s.Iface] != nil)
-		}
+		keep, err := undo(i, s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
-			stays[i] = true
+			keep = true
 		}
+		stays[i] = keep
 	}
-	r.keep(stays)
-	return errors.Join(errs...)
-}
-
-// keep drops from the journal the steps that stays does not keep.
-func (r *Record) keep(stays []bool) {
 	i := 0
 	r.Journal = slices.DeleteFunc(r.Journal, func(Step) bool { i++; return !stays[i-1] })
+	return errors.Join(errs...)
 }
 
 // undoPlan is what an undo finds before it changes anything: the links of
@@ -155,23 +161,12 @@ func (u *undoer) plan(match func(Step) bool) *undoPlan {
 // host, are left to remove (a node outliving its macvtap would open
 // whatever device later gets its number). The other steps are dropped.
 func (r *Record) UndoGone(match func(Step) bool) error {
-	var errs []error
-	stays := make([]bool, len(r.Journal))
-	for i := len(r.Journal) - 1; i >= 0; i-- {
-		s := r.Journal[i]
-		if !match(s) {
-			stays[i] = true
-			continue
-		}
+	return r.newestFirst(match, func(_ int, s Step) (bool, error) {
 		if s.Op == OpDevice {
-			if err := r.undoDevice(r.Sandbox.ID, s); err != nil {
-				errs = append(errs, fmt.Errorf("undoing %s: %w", s, err))
-				stays[i] = true
-			}
+			return false, r.undoDevice(r.Sandbox.ID, s)
 		}
-	}
-	r.keep(stays)
-	return errors.Join(errs...)
+		return false, nil
+	})
 }
 
 // UndoIn undoes the steps of r that match selects, in r's netns, found by
