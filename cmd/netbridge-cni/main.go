@@ -151,7 +151,7 @@ func add(c *call, args *skel.CmdArgs) error {
 		return err
 	}
 	cargs.apply(conf)
-	vmIP, err := conf.vmconfIP(prev, args)
+	vmIP, err := conf.prepareVMConf(prev, args)
 	if err != nil {
 		return err
 	}

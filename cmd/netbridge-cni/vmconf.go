@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 
@@ -26,17 +27,32 @@ import (
 // errVMConfLimit says why a vmconf result carries one IPv4 address only.
 const errVMConfLimit = "firecracker-go-sdk's vmconf takes exactly one IP for the VM and hands it to the guest kernel's ip= parameter, which is IPv4 only"
 
-// vmconfIP returns, when the configuration asks for the vmconf result,
-// the IP configuration its entry will carry; nil when it does not. It
-// fails, before anything is made, when the result cannot be made.
-func (c *netConf) vmconfIP(prev *current.Result, args *skel.CmdArgs) (*current.IPConfig, error) {
+// prepareVMConf returns, when the configuration asks for the vmconf
+// result, the IP configuration its entry will carry; nil when it does
+// not. It fails, before anything is made, when the result cannot be made.
+// As tc-redirect-tap does, it makes the plugin's own uid and gid the
+// tap's owner and group unless CNI_ARGS or the configuration name them,
+// so that the tap is not open to every process in the netns.
+func (c *netConf) prepareVMConf(prev *current.Result, args *skel.CmdArgs) (*current.IPConfig, error) {
 	if !c.VMConf {
 		return nil, nil
 	}
 	if err := c.vmconfCheckConf(); err != nil {
 		return nil, err
 	}
-	return vmconfIPv4(prev, args.IfName, args.Netns)
+	ip, err := vmconfIPv4(prev, args.IfName, args.Netns)
+	if err != nil {
+		return nil, err
+	}
+	if c.TapOwner == nil {
+		uid := uint32(os.Geteuid())
+		c.TapOwner = &uid
+	}
+	if c.TapGroup == nil {
+		gid := uint32(os.Getegid())
+		c.TapGroup = &gid
+	}
+	return ip, nil
 }
 
 // appendVMConf appends nic's vmconf entry and ip to res, which ends with

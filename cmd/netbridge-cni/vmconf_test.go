@@ -138,8 +138,13 @@ func TestVMConfEntry(t *testing.T) {
 		change func(r *current.Result)
 		want   string
 	}{
-		{"no entry", func(r *current.Result) { r.Interfaces = r.Interfaces[:len(r.Interfaces)-1]; r.IPs = r.IPs[:len(r.IPs)-1] }, "no vmconf entry"},
-		{"two entries", func(r *current.Result) { r.Interfaces = append(r.Interfaces, &current.Interface{Name: "x", Sandbox: "ctr1"}) }, "more than one"},
+		{"no entry", func(r *current.Result) {
+			r.Interfaces = r.Interfaces[:len(r.Interfaces)-1]
+			r.IPs = r.IPs[:len(r.IPs)-1]
+		}, "no vmconf entry"},
+		{"two entries", func(r *current.Result) {
+			r.Interfaces = append(r.Interfaces, &current.Interface{Name: "x", Sandbox: "ctr1"})
+		}, "more than one"},
 		{"another name", func(r *current.Result) { r.Interfaces[len(r.Interfaces)-1].Name = "tap9" }, "tap9"},
 		{"the tap's MAC", func(r *current.Result) { r.Interfaces[len(r.Interfaces)-1].Mac = "02:00:00:00:00:aa" }, "guest's MAC"},
 		{"two IPs", func(r *current.Result) {
@@ -215,3 +220,33 @@ func TestAppendVMConfMacvtapChosen(t *testing.T) {
 		t.Errorf("the result got entries: %+v", res.Interfaces)
 	}
 }
+
+// TestPrepareVMConfOwner: with vmconf, the tap's owner and group are the
+// plugin's own uid and gid unless given, as tc-redirect-tap makes them;
+// without vmconf nothing is set.
+func TestPrepareVMConfOwner(t *testing.T) {
+	prev := vmPrev(t, prevResults["1.0.0"])
+	a := args(nil, "/run/netns/pod")
+	seven := uint32(7)
+	for _, c := range []struct {
+		conf       netConf
+		uid, gid   *uint32
+		wantIPNull bool
+	}{
+		{conf: netConf{VMConf: true}, uid: ptr(uint32(os.Geteuid())), gid: ptr(uint32(os.Getegid()))},
+		{conf: netConf{VMConf: true, TapOwner: &seven}, uid: &seven, gid: ptr(uint32(os.Getegid()))},
+		{conf: netConf{VMConf: true, TapGroup: &seven}, uid: ptr(uint32(os.Geteuid())), gid: &seven},
+		{conf: netConf{}, wantIPNull: true},
+	} {
+		conf := c.conf
+		ip, err := conf.prepareVMConf(prev, a)
+		if err != nil || (ip == nil) != c.wantIPNull {
+			t.Errorf("%+v: ip %v, %v", c.conf, ip, err)
+		}
+		if !eqID(conf.TapOwner, c.uid) || !eqID(conf.TapGroup, c.gid) {
+			t.Errorf("%+v: owner %v group %v, want %v %v", c.conf, show(conf.TapOwner), show(conf.TapGroup), show(c.uid), show(c.gid))
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

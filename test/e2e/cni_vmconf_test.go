@@ -111,7 +111,9 @@ func vmconfList(ver, model, v4, v6, stateDir string) []byte {
 // one IPv4 address with its gateway; the previous plugin's entries are
 // all still there. A guest made from only that, on the tap opened as
 // Firecracker opens it (one queue, vnet header), passes frames both ways.
-// CHECK passes, render has the IPv6 side, DEL leaves the pod as before.
+// The tap's owner and group are CNI_ARGS's, else root, as tc-redirect-tap
+// makes them. CHECK passes, render has the IPv6 side, DEL leaves the pod
+// as before.
 func TestCNIVMConfDropIn(t *testing.T) {
 	bins := cniBins(t)
 	for i, c := range vmconfCases {
@@ -154,12 +156,19 @@ func TestCNIVMConfDropIn(t *testing.T) {
 			if gotIP.Addr().Is4() != true || gotIP.Masked() != wantIP.Masked() || !slices.Contains(nic.Addresses, gotIP) || gotGw.Unmap() != netip.MustParseAddr(v4+".1") {
 				t.Errorf("SDK view IP %s via %s; want an address of %s among the NIC's %v via %s.1", gotIP, gotGw, wantIP.Masked(), nic.Addresses, v4)
 			}
+			// The tap's owner and group: CNI_ARGS's, else, as with
+			// tc-redirect-tap, the plugin's own (root).
+			owner := "user root group root"
 			if uid, ok := c.argID("TC_REDIRECT_TAP_UID"); ok {
 				gid, _ := c.argID("TC_REDIRECT_TAP_GID")
+				owner = fmt.Sprintf("user %d group %d", uid, gid)
 				tt, isTap := link.(*netlink.Tuntap)
 				if !isTap || tt.Owner != uid || tt.Group != gid {
 					t.Errorf("tap %s: %+v; want owner %d, group %d from CNI_ARGS", nic.Tap, link, uid, gid)
 				}
+			}
+			if out := testnet.Exec(t, pod, "ip", "-d", "link", "show", nic.Tap); !strings.Contains(out, " "+owner+" ") {
+				t.Errorf("tap %s is not %q:\n%s", nic.Tap, owner, out)
 			}
 			// Every IP the bridge plugin gave eth0 still names it; exactly
 			// one more, the vmconf one, names the pseudo-interface.
