@@ -14,7 +14,10 @@
 // which nothing here downloads; without it the report says it was not
 // measured. To measure only that pair, in about a minute:
 //
-//	nbbench -only tcredirect -tc-redirect-tap BIN
+//	nbbench -only tcredirect -tc-redirect-tap BIN [-baseline-cni OLD]
+//
+// (-baseline-cni adds an earlier netbridge-cni build to the same rounds,
+// to measure one change.)
 //
 // Every network namespace it makes is called /run/netns/nbbench-*, holds
 // only documentation addresses and is removed on every way out, including
@@ -52,6 +55,7 @@ var nan = math.NaN()
 type options struct {
 	netbridge, nbfloor, baseline string
 	netbridgeCNI, tcRedirectTap  string
+	baselineCNI                  string
 	cniBin                       string
 	jsonFile                     string
 	stateBase                    string
@@ -77,6 +81,7 @@ func main() {
 	flag.StringVar(&o.nbfloor, "nbfloor", "", "nbfloor binary (default: build one)")
 	flag.StringVar(&o.netbridgeCNI, "netbridge-cni", "", "netbridge-cni binary, the chained CNI plugin (default: build one)")
 	flag.StringVar(&o.tcRedirectTap, "tc-redirect-tap", "", "tc-redirect-tap binary to measure netbridge-cni against (default: none; that section then says so)")
+	flag.StringVar(&o.baselineCNI, "baseline-cni", "", "another netbridge-cni build (before a change) measured in the same rounds as -netbridge-cni, in section 6")
 	flag.StringVar(&o.cniBin, "cni-bin", "", "directory with the bridge and host-local CNI plugins (default: build them at go.mod's version)")
 	flag.StringVar(&o.baseline, "baseline", "", "the shell baseline (default: test/bench/baseline.sh in the module)")
 	flag.StringVar(&o.jsonFile, "json", "", "also write every raw number to this JSON file")
@@ -301,7 +306,7 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (err error) {
 		}
 	}
 	raw.Host.Binaries = map[string]BinInfo{}
-	for name, p := range map[string]string{"netbridge": o.netbridge, "nbfloor": o.nbfloor, chainNetbridge: o.netbridgeCNI, chainOther: o.tcRedirectTap} {
+	for name, p := range map[string]string{"netbridge": o.netbridge, "nbfloor": o.nbfloor, chainNetbridge: o.netbridgeCNI, chainOther: o.tcRedirectTap, chainBaseline: o.baselineCNI} {
 		if p == "" {
 			continue
 		}
@@ -344,7 +349,7 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (err error) {
 			raw.TCRedirect = &TCRedirect{NotMeasured: "no tc-redirect-tap binary given (make bench TCREDIRECTTAP=PATH, or nbbench -tc-redirect-tap PATH); nothing in the project downloads it"}
 		} else {
 			logf("netbridge-cni vs tc-redirect-tap, %d rounds", o.rounds)
-			raw.TCRedirect, err = measureTCRedirect(ctx, w, work, o.cniBin, o.netbridgeCNI, o.tcRedirectTap, o.rounds)
+			raw.TCRedirect, err = measureTCRedirect(ctx, w, work, o.cniBin, o.netbridgeCNI, o.tcRedirectTap, o.baselineCNI, o.rounds)
 			if err != nil {
 				if ctx.Err() != nil {
 					return err

@@ -31,6 +31,8 @@ import (
 const (
 	chainNetbridge = "netbridge-cni"
 	chainOther     = "tc-redirect-tap"
+	// chainBaseline is an earlier netbridge-cni build (-baseline-cni).
+	chainBaseline = "netbridge-cni (baseline build)"
 )
 
 // chainContainerID is the CNI container id of the section's pod.
@@ -99,7 +101,7 @@ func bridgeResult(ctx context.Context, cniBin, work string, node, pod *namedNS) 
 // ADD then DEL of each plugin, the first plugin rotating. Every ADD is
 // checked (a tap, redirected both ways with eth0) and every DEL (the pod
 // as the bridge plugin left it), outside the timing.
-func measureTCRedirect(ctx context.Context, w *world, work, cniBin, nbCNI, other string, rounds int) (*TCRedirect, error) {
+func measureTCRedirect(ctx context.Context, w *world, work, cniBin, nbCNI, other, baseline string, rounds int) (*TCRedirect, error) {
 	node, err := w.newNS()
 	if err != nil {
 		return nil, err
@@ -117,6 +119,10 @@ func measureTCRedirect(ctx context.Context, w *world, work, cniBin, nbCNI, other
 	plugins := []chainPlugin{
 		{chainNetbridge, nbCNI, fmt.Sprintf(`{"cniVersion":"1.0.0","name":"nbbench-tcr","type":"netbridge","vmconf":true,"stateDir":%q}`, stateDir)},
 		{chainOther, other, `{"cniVersion":"1.0.0","name":"nbbench-tcr","type":"tc-redirect-tap"}`},
+	}
+	if baseline != "" {
+		plugins = append(plugins, chainPlugin{chainBaseline, baseline,
+			fmt.Sprintf(`{"cniVersion":"1.0.0","name":"nbbench-tcr","type":"netbridge","vmconf":true,"stateDir":%q}`, stateDir+"-baseline")})
 	}
 	res := &TCRedirect{Conf: map[string]string{}, BridgeResult: prev, Plugins: map[string]*pairResult{}}
 	for _, p := range plugins {
@@ -144,7 +150,7 @@ func measureTCRedirect(ctx context.Context, w *world, work, cniBin, nbCNI, other
 		both := Sample{WallNS: add.WallNS + del.WallNS, UserNS: add.UserNS + del.UserNS, SysNS: add.SysNS + del.SysNS, MaxRSSKiB: max(add.MaxRSSKiB, del.MaxRSSKiB)}
 		if add.Err != "" || del.Err != "" {
 			both.Err = strings.TrimSpace(add.Err + " " + del.Err)
-			if err := resetChain(ctx, plugins[0], pod, cniBin); err != nil {
+			if err := resetChain(ctx, plugins, pod, cniBin); err != nil {
 				return fmt.Errorf("resetting the pod after a failed %s round: %w", p.name, err)
 			}
 		}
@@ -163,13 +169,19 @@ func (p chainPlugin) cmd(command, netnsPath, cniPath string) *exec.Cmd {
 	return c
 }
 
-// resetChain puts the pod back after a failed round: netbridge-cni's DEL
-// without prevResult (idempotent; it forgets netbridge's record), then
-// every link but lo and eth0, and eth0's ingress qdisc, removed.
-func resetChain(ctx context.Context, nb chainPlugin, pod *sandbox, cniBin string) error {
+// resetChain puts the pod back after a failed round: the DEL of every
+// netbridge-cni build without prevResult (idempotent; it forgets
+// netbridge's record), then every link but lo and eth0, and eth0's
+// ingress qdisc, removed.
+func resetChain(ctx context.Context, plugins []chainPlugin, pod *sandbox, cniBin string) error {
 	var errs []error
-	if s := run(ctx, nb.cmd("DEL", pod.ns.path, cniBin), strings.NewReader(nb.conf)); s.Err != "" {
-		errs = append(errs, errors.New(s.Err))
+	for _, p := range plugins {
+		if p.name == chainOther {
+			continue
+		}
+		if s := run(ctx, p.cmd("DEL", pod.ns.path, cniBin), strings.NewReader(p.conf)); s.Err != "" {
+			errs = append(errs, errors.New(s.Err))
+		}
 	}
 	if err := pod.reset(); err != nil {
 		errs = append(errs, err)
@@ -315,7 +327,21 @@ func renderTCRedirect(p func(string, ...any), raw *Raw) {
 		}
 		p("| %s | %s | %s | %s | %s | %s | %s |", ph[1], spread(a), spread(b), ratio, fmtRatio(med(a), med(b)), cpu(a), cpu(b))
 	}
-	for _, name := range []string{chainNetbridge, chainOther} {
+	if base := t.Plugins[chainBaseline]; base != nil {
+		p("")
+		p("The netbridge-cni build against the baseline build (-baseline-cni), in the same rounds:")
+		p("")
+		p("| phase | netbridge-cni | baseline build | ratio: median of per-round ratios | CPU netbridge-cni | CPU baseline build |")
+		p("|---|--:|--:|--:|--:|--:|")
+		for _, ph := range tcRedirectPhases {
+			a, b := pairPhase(nb, ph[0]), pairPhase(base, ph[0])
+			p("| %s | %s | %s | %s | %s | %s |", ph[1], spread(a), spread(b), fmtRatio(median(roundRatios(a, b)), 1), cpu(a), cpu(b))
+		}
+	}
+	for _, name := range []string{chainNetbridge, chainOther, chainBaseline} {
+		if t.Plugins[name] == nil {
+			continue
+		}
 		for _, s := range []*Series{&t.Plugins[name].Setup, &t.Plugins[name].Teardown} {
 			if e := s.firstErr(); e != "" {
 				p("")
