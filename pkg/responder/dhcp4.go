@@ -71,8 +71,9 @@ func (r *Responder) dhcp4(p *plan, pkt ethframe.Packet) ([][]byte, outcome) {
 		var want netip.Addr
 		switch {
 		case server.IsValid():
-			// SELECTING: the client chose an offer.
-			if server != p.server4 {
+			// SELECTING: the client chose an offer (ours, perhaps made
+			// before a change of configuration).
+			if !slices.Contains(r.servers4, server) {
 				return nil, unsupported
 			}
 			want = requested
@@ -115,7 +116,35 @@ func addr4(ip net.IP) netip.Addr {
 }
 
 // reply4 builds the OFFER, ACK (to a REQUEST or an INFORM) or NAK for req.
+// A NAK names the server the client asked (RFC 2131: clients ignore a NAK
+// from another server): the one it sent a renewal to or named, else, for a
+// broadcast rebinding or init-reboot, one NAK for each server identifier
+// the responder has used, since the client may know any of them.
 func (r *Responder) reply4(p *plan, pkt ethframe.Packet, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) ([][]byte, outcome) {
+	servers := []netip.Addr{p.server4}
+	if mt == dhcpv4.MessageTypeNak {
+		switch sid := addr4(req.ServerIdentifier()); {
+		case slices.Contains(r.servers4, pkt.DstIP):
+			servers = []netip.Addr{pkt.DstIP}
+		case slices.Contains(r.servers4, sid):
+			servers = []netip.Addr{sid}
+		default:
+			servers = r.servers4
+		}
+	}
+	var out [][]byte
+	for _, server := range servers {
+		f, err := r.message4(p, pkt, req, mt, server)
+		if err != nil {
+			return nil, unsupported
+		}
+		out = append(out, f)
+	}
+	return out, answered
+}
+
+// message4 builds one reply of type mt to req from server.
+func (r *Responder) message4(p *plan, pkt ethframe.Packet, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, server netip.Addr) ([]byte, error) {
 	inform := mt == dhcpv4.MessageTypeAck && dhcpv4.MessageType(req.Options.Get(dhcpv4.OptionDHCPMessageType)[0]) == dhcpv4.MessageTypeInform
 	resp := &dhcpv4.DHCPv4{
 		OpCode:        dhcpv4.OpcodeBootReply,
@@ -130,7 +159,7 @@ func (r *Responder) reply4(p *plan, pkt ethframe.Packet, req *dhcpv4.DHCPv4, mt 
 		Options:       dhcpv4.Options{},
 	}
 	resp.UpdateOption(dhcpv4.OptMessageType(mt))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(p.server4.AsSlice()))
+	resp.UpdateOption(dhcpv4.OptServerIdentifier(server.AsSlice()))
 	if cid := req.Options.Get(dhcpv4.OptionClientIdentifier); cid != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientIdentifier, cid)) // RFC 6842
 	}
@@ -167,12 +196,7 @@ func (r *Responder) reply4(p *plan, pkt ethframe.Packet, req *dhcpv4.DHCPv4, mt 
 	default:
 		dst = p.addr4.Addr()
 	}
-	payload := fitDHCPv4(req, resp)
-	f, err := ethframe.UDP4(p.respMAC, p.mac, p.server4, dst, portDHCPv4Server, portDHCPv4Client, payload)
-	if err != nil {
-		return nil, unsupported
-	}
-	return [][]byte{f}, answered
+	return ethframe.UDP4(p.respMAC, p.mac, server, dst, portDHCPv4Server, portDHCPv4Client, fitDHCPv4(req, resp))
 }
 
 // addConfigOptions4 adds what the NIC is configured with: router, classless

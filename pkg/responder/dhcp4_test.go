@@ -237,13 +237,17 @@ func TestDHCPv4ReleaseAndDecline(t *testing.T) {
 }
 
 // TestDHCPv4AddressChangeAtRenewal checks that after SetConfig a renewal of
-// the old address is refused and the client's new DISCOVER gets the new
-// one.
+// the old address is refused, by a NAK from the server the client knows
+// (clients ignore a NAK from another server), and that the client's new
+// DISCOVER gets the new address.
 func TestDHCPv4AddressChangeAtRenewal(t *testing.T) {
 	c := bridgeConfig()
 	r := mustNew(t, c)
-	renew := dhcp4Msg(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.IPv4(10, 1, 0, 5)))
-	if m := decode4(t, one(t, r, r.Handle(dhcp4Req(t, renew), t0))); m.MessageType() != dhcpv4.MessageTypeAck {
+	renewMsg := dhcp4Msg(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.IPv4(10, 1, 0, 5)))
+	// Renewing: unicast to the server identifier. Rebinding: broadcast.
+	renew := dhcp4Frame(t, guestMAC, ip("10.1.0.5"), ip("10.1.0.1"), renewMsg.ToBytes())
+	rebind := dhcp4Frame(t, guestMAC, ip("10.1.0.5"), bcast4, renewMsg.ToBytes())
+	if m := decode4(t, one(t, r, r.Handle(renew, t0))); m.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("renewal before the change: %s", m.MessageType())
 	}
 	c.IPv4 = []netip.Prefix{pfx("10.2.0.9/16")}
@@ -251,22 +255,65 @@ func TestDHCPv4AddressChangeAtRenewal(t *testing.T) {
 	if err := r.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
-	if m := decode4(t, one(t, r, r.Handle(dhcp4Req(t, renew), t0))); m.MessageType() != dhcpv4.MessageTypeNak {
-		t.Fatalf("renewal of the old address after the change: %s, want NAK", m.MessageType())
+	p := one(t, r, r.Handle(renew, t0))
+	if m := decode4(t, p); m.MessageType() != dhcpv4.MessageTypeNak || m.ServerIdentifier().String() != "10.1.0.1" || p.SrcIP != ip("10.1.0.1") {
+		t.Fatalf("renewal of the old address after the change: %s from %s (%s), want a NAK from 10.1.0.1", m.MessageType(), m.ServerIdentifier(), p.SrcIP)
+	}
+	out := r.Handle(rebind, t0)
+	var servers []string
+	for _, f := range out {
+		m := decode4(t, checkFrame(t, r, f))
+		if m.MessageType() != dhcpv4.MessageTypeNak {
+			t.Errorf("rebinding answered with %s", m.MessageType())
+		}
+		servers = append(servers, m.ServerIdentifier().String())
+	}
+	if got := strings.Join(servers, " "); got != "10.2.0.1 10.1.0.1" {
+		t.Errorf("rebinding NAKed from %q, want from every server identifier used, newest first", got)
 	}
 	m := decode4(t, one(t, r, r.Handle(dhcp4Req(t, dhcp4Msg(t, dhcpv4.MessageTypeDiscover)), t0)))
-	if m.YourIPAddr.String() != "10.2.0.9" || m.SubnetMask().String() != "ffff0000" || m.Router()[0].String() != "10.2.0.1" {
+	if m.YourIPAddr.String() != "10.2.0.9" || m.SubnetMask().String() != "ffff0000" || m.Router()[0].String() != "10.2.0.1" || m.ServerIdentifier().String() != "10.2.0.1" {
 		t.Errorf("offer after the change: %s", m.Summary())
+	}
+	// A REQUEST for an offer made before the change is answered (NAK).
+	sel := dhcp4Msg(t, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 1, 0, 1))), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 1, 0, 5))))
+	if m := decode4(t, one(t, r, r.Handle(dhcp4Req(t, sel), t0))); m.MessageType() != dhcpv4.MessageTypeNak || m.ServerIdentifier().String() != "10.1.0.1" {
+		t.Errorf("selecting an old offer: %s from %s, want a NAK from 10.1.0.1", m.MessageType(), m.ServerIdentifier())
 	}
 	// The address goes away entirely: renewals are refused, discovers unanswered.
 	c.IPv4, c.Routes = nil, nil
 	if err := r.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
-	if m := decode4(t, one(t, r, r.Handle(dhcp4Req(t, renew), t0))); m.MessageType() != dhcpv4.MessageTypeNak {
+	if m := decode4(t, one(t, r, r.Handle(renew, t0))); m.MessageType() != dhcpv4.MessageTypeNak {
 		t.Errorf("renewal with no address: %s, want NAK", m.MessageType())
 	}
 	none(t, r.Handle(dhcp4Req(t, dhcp4Msg(t, dhcpv4.MessageTypeDiscover)), t0))
+}
+
+// TestServerIDHistoryBounded checks that a long run of changes keeps only
+// the last few server identifiers (one NAK each at most).
+func TestServerIDHistoryBounded(t *testing.T) {
+	c := bridgeConfig()
+	r := mustNew(t, c)
+	for i := 0; i < 10; i++ {
+		c.ServerIPv4 = netip.AddrFrom4([4]byte{10, 1, 0, byte(100 + i)})
+		if err := r.SetConfig(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.ServerIPv4 = ip("10.1.0.105") // used before: moves to the front
+	if err := r.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	out := r.Handle(dhcp4Req(t, dhcp4Msg(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.IPv4(10, 1, 0, 99)))), t0)
+	var servers []string
+	for _, f := range out {
+		servers = append(servers, decode4(t, checkFrame(t, r, f)).ServerIdentifier().String())
+	}
+	if got := strings.Join(servers, " "); got != "10.1.0.105 10.1.0.109 10.1.0.108 10.1.0.107" {
+		t.Errorf("NAKs from %q", got)
+	}
 }
 
 // TestDHCPv4MaxMessageSize checks that a reply too large for the client

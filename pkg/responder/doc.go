@@ -32,7 +32,11 @@
 // client state (selecting, init-reboot, renewing, rebinding) gets an ACK
 // when it asks for that address and a NAK otherwise, so a client that
 // renews an address the NIC no longer has starts over and gets the new
-// one; INFORM gets an ACK with the configuration and no lease; RELEASE and
+// one. Clients ignore a NAK from a server other than theirs, so a NAK
+// carries the server identifier the client used (the renewal's
+// destination, or the one it names); a broadcast rebinding gets one NAK
+// per server identifier the responder has used lately (after a gateway
+// change the identifier changes with it). INFORM gets an ACK with the configuration and no lease; RELEASE and
 // DECLINE get nothing (a DECLINE is counted: the address is in use
 // elsewhere). Options: subnet mask (1), broadcast address (28), lease time
 // (51) with T1 (58, half of it) and T2 (59, seven eighths), server

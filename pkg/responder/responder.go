@@ -84,8 +84,22 @@ type Responder struct {
 	tokens   float64
 	last     time.Time
 	stats    Stats
-	withdraw *plan // the plan before the last SetConfig, while withdrawals are due
-	finals   int   // router advertisements still to carry withdrawals
+	withdraw *plan        // the plan before the last SetConfig, while withdrawals are due
+	finals   int          // router advertisements still to carry withdrawals
+	servers4 []netip.Addr // DHCPv4 server identifiers used, newest first
+}
+
+// maxServerIDs bounds how many past DHCPv4 server identifiers a Responder
+// remembers (and so how many NAKs one request can get).
+const maxServerIDs = 4
+
+// noteServer4 makes s the newest server identifier.
+func (r *Responder) noteServer4(s netip.Addr) {
+	r.servers4 = slices.DeleteFunc(r.servers4, func(a netip.Addr) bool { return a == s })
+	r.servers4 = append([]netip.Addr{s}, r.servers4...)
+	if len(r.servers4) > maxServerIDs {
+		r.servers4 = r.servers4[:maxServerIDs]
+	}
 }
 
 // New returns a Responder for cfg, or an error wrapping
@@ -95,7 +109,9 @@ func New(cfg Config) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("responder for guest NIC %s: %w", cfg.MAC, err)
 	}
-	return &Responder{p: p, tokens: float64(p.burst)}, nil
+	r := &Responder{p: p, tokens: float64(p.burst)}
+	r.noteServer4(p.server4)
+	return r, nil
 }
 
 // SetConfig replaces the configuration, for instance after an address or
@@ -121,6 +137,7 @@ func (r *Responder) SetConfig(cfg Config) error {
 		r.withdraw, r.finals = r.p, finalAdvertisements
 	}
 	r.p = p
+	r.noteServer4(p.server4)
 	if r.tokens > float64(p.burst) {
 		r.tokens = float64(p.burst)
 	}
