@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -419,5 +420,191 @@ func TestRealClientUdhcpcRenewal(t *testing.T) {
 	}
 	if err := testnet.Ping(guest, ip("10.7.0.1"), 0, 10*time.Second); err != nil {
 		t.Errorf("pinging the new gateway: %v", err)
+	}
+}
+
+// dhcpcdConfig makes dhcpcd an IPv6-only client that solicits routers and
+// takes its addresses from DHCPv6 as the advertisements' M flag says.
+const dhcpcdConfig = `ipv6only
+ipv6rs
+noipv4ll
+`
+
+// ipv6Gateway makes the guest and gateway namespaces for the IPv6 tests:
+// the gateway has fd00:1::1/64 on srv0 and 2001:db8:ff::1 behind it (on its
+// loopback); the responder it returns serves the guest fd00:1::5/64, a
+// default route through fd00:1::1, MTU 1400 and DNS, and knows the
+// gateway's link-local address and MAC, as read from its namespace.
+func ipv6Gateway(t *testing.T) (guest, gw ns.NetNS, gwLinkLocal netip.Addr, r *Responder) {
+	t.Helper()
+	guest, gw = guestAndGateway(t, guestMAC)
+	testnet.AddAddr(t, gw, "srv0", "fd00:1::1/64")
+	testnet.AddAddr(t, gw, "lo", "2001:db8:ff::1/128")
+	gwLink := testnet.LinkByName(t, gw, "srv0")
+	addrs, err := testnet.Handle(t, gw).AddrList(gwLink, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if aa, ok := netip.AddrFromSlice(a.IP); ok && aa.IsLinkLocalUnicast() {
+			gwLinkLocal = aa
+		}
+	}
+	if !gwLinkLocal.IsValid() {
+		t.Fatal("the gateway's srv0 has no link-local address")
+	}
+	r = mustNew(t, Config{
+		MAC: guestMAC, MTU: 1400,
+		IPv6: []netip.Prefix{pfx("fd00:1::5/64")},
+		Routes: []Route{
+			{Dst: pfx("::/0"), Gateway: ip("fd00:1::1")},
+			{Dst: pfx("fd00:1::/64")},
+		},
+		DNS:      DNS{Servers: []netip.Addr{ip("fd00:96::a")}, Search: []string{"svc.example.test"}},
+		Gateway6: Gateway{LinkLocal: gwLinkLocal, MAC: gwLink.Attrs().HardwareAddr},
+	})
+	return guest, gw, gwLinkLocal, r
+}
+
+// defaultRoute6 returns the gateway and MTU of the IPv6 default route on
+// eth0 in n, if there is one.
+func defaultRoute6(t *testing.T, n ns.NetNS) (gw netip.Addr, mtu int, ok bool) {
+	h := testnet.Handle(t, n)
+	rs, err := h.RouteList(testnet.LinkByName(t, n, "eth0"), netlink.FAMILY_V6)
+	if err != nil {
+		return netip.Addr{}, 0, false
+	}
+	for _, rt := range rs {
+		if (rt.Dst == nil || rt.Dst.IP.IsUnspecified()) && rt.Gw != nil {
+			gw, _ = netip.AddrFromSlice(rt.Gw)
+			return gw, rt.MTU, true
+		}
+	}
+	return netip.Addr{}, 0, false
+}
+
+// TestRealClientKernelRA checks the router advertisements against the
+// guest's own kernel (accept_ra, no client at all), sent unsolicited: the
+// kernel must install the default route through the real gateway's
+// link-local address, the on-link prefix and the MTU, and, once the
+// address DHCPv6 would give is added, reach an address behind the gateway.
+func TestRealClientKernelRA(t *testing.T) {
+	testnet.RequireRoot(t)
+	guest, gw, gwLinkLocal, r := ipv6Gateway(t)
+	send := servePackets(t, gw, "srv0", r)
+	send(r.Advertise(time.Now()))
+	var defaultGw netip.Addr
+	waitFor(t, "the guest kernel to take the advertisement", func() bool {
+		var ok bool
+		defaultGw, _, ok = defaultRoute6(t, guest)
+		return ok
+	})
+	if defaultGw != gwLinkLocal {
+		t.Errorf("default route via %s, want the real gateway's link-local %s", defaultGw, gwLinkLocal)
+	}
+	if mtu, err := testnet.ReadSysctl(guest, "net/ipv6/conf/eth0/mtu"); err != nil || strings.TrimSpace(mtu) != "1400" {
+		t.Errorf("guest IPv6 MTU %q (%v), want 1400", mtu, err)
+	}
+	routes := testnet.Exec(t, guest, "ip", "-6", "route")
+	if !regexp.MustCompile(`(?m)^fd00:1::/64 dev eth0 .*expires`).MatchString(routes) {
+		t.Errorf("no on-link route for fd00:1::/64 from the advertisement:\n%s", routes)
+	}
+	if addrs := testnet.Exec(t, guest, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global"); strings.Contains(addrs, "inet6") {
+		t.Errorf("the guest made an address of its own from the prefix (autonomous flag):\n%s", addrs)
+	}
+	testnet.AddAddr(t, guest, "eth0", "fd00:1::5/128")
+	if err := testnet.Ping(guest, ip("2001:db8:ff::1"), 0, 10*time.Second); err != nil {
+		t.Errorf("pinging 2001:db8:ff::1 through the advertised router: %v\n%s", err, routes)
+	}
+}
+
+// TestRealClientDhcpcdIPv6 runs dhcpcd, a stock IPv6 client (router
+// solicitation, then DHCPv6), against the responder, with the real gateway
+// a namespace of its own: the guest must end with the NIC's address, a
+// default route through the gateway's link-local address, the MTU and the
+// DNS configuration, and reach the gateway and an address behind it.
+func TestRealClientDhcpcdIPv6(t *testing.T) {
+	testnet.RequireRoot(t)
+	dhcpcd := requireTool(t, "dhcpcd", "dhcpcd-base")
+	unshare := requireTool(t, "unshare", "util-linux")
+	guest, gw, gwLinkLocal, r := ipv6Gateway(t)
+	servePackets(t, gw, "srv0", r)
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "dhcpcd.conf")
+	if err := os.WriteFile(conf, []byte(dhcpcdConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The hook script records each event's environment; dhcpcd gives its
+	// scripts an environment of its own, so the directory is written in.
+	script := filepath.Join(dir, "hook")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nenv > "+dir+"/\"$reason.env.tmp\" && mv "+dir+"/\"$reason.env.tmp\" "+dir+"/\"$reason.env\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// dhcpcd keeps its DUID, leases and control socket under /var/lib and
+	// /run: a private mount namespace with empty tmpfs there keeps the
+	// host's untouched.
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs none /run && mount -t tmpfs none /var/lib && exec "$0" "$@"`,
+		dhcpcd, "-6", "-B", "-d", "-f", conf, "-c", script, "eth0")
+	startIn(t, guest, cmd)
+
+	h := testnet.Handle(t, guest)
+	eth0 := testnet.LinkByName(t, guest, "eth0")
+	var gotAddr netlink.Addr
+	waitFor(t, "dhcpcd to configure fd00:1::5", func() bool {
+		as, err := h.AddrList(eth0, netlink.FAMILY_V6)
+		if err != nil {
+			return false
+		}
+		for _, a := range as {
+			if a.IP.Equal(net.ParseIP("fd00:1::5")) {
+				gotAddr = a
+				return true
+			}
+		}
+		return false
+	})
+	var defaultGw netip.Addr
+	var defaultMTU int
+	waitFor(t, "dhcpcd to install the default route", func() bool {
+		var ok bool
+		defaultGw, defaultMTU, ok = defaultRoute6(t, guest)
+		return ok
+	})
+	if defaultGw != gwLinkLocal {
+		t.Errorf("default route via %s, want the real gateway's link-local %s", defaultGw, gwLinkLocal)
+	}
+	t.Logf("guest address %s, default via %s", gotAddr.IPNet, defaultGw)
+	// dhcpcd applies the advertised MTU to the routes it installs (a kernel
+	// taking the advertisement itself sets the interface's IPv6 MTU).
+	if defaultMTU != 1400 {
+		t.Errorf("default route MTU %d, want 1400 from the advertisement\n%s", defaultMTU, testnet.Exec(t, guest, "ip", "-6", "route"))
+	}
+	for _, dst := range []netip.Addr{ip("fd00:1::1"), ip("2001:db8:ff::1")} {
+		if err := testnet.Ping(guest, dst, 0, 10*time.Second); err != nil {
+			t.Errorf("pinging %s from the guest: %v\n%s", dst, err, testnet.Exec(t, guest, "ip", "-6", "route"))
+		}
+	}
+	waitFor(t, "dhcpcd to report its DHCPv6 lease", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "BOUND6.env"))
+		return err == nil
+	})
+	env, err := readEnv(filepath.Join(dir, "BOUND6.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"new_dhcp6_name_servers":  "fd00:96::a",
+		"new_dhcp6_domain_search": "svc.example.test",
+	} {
+		if got := env[k]; got != want {
+			t.Errorf("dhcpcd got %s=%q, want %q", k, got, want)
+		}
+	}
+	if t.Failed() {
+		for k, v := range env {
+			t.Logf("BOUND6 %s=%s", k, v)
+		}
 	}
 }
