@@ -123,7 +123,8 @@ type DNS struct {
 type Gateway struct {
 	// LinkLocal is the router's link-local address: the source address of
 	// the router advertisements, so the guest's default route resolves to
-	// the real router. Without it, advertisements come from the
+	// the real router. The default is the gateway of the IPv6 default route
+	// when that is link-local. Without it, advertisements come from the
 	// responder's own link-local address with router lifetime 0: the guest
 	// gets prefixes, MTU and DNS but no IPv6 default route.
 	LinkLocal netip.Addr
@@ -410,8 +411,15 @@ func newPlan(c Config) (*plan, error) {
 	// default route) and route information options; on-link routes become
 	// on-link prefixes.
 	global := gw.Global
-	if !global.IsValid() && default6 != nil && default6.Gateway.IsValid() && !default6.Gateway.IsLinkLocalUnicast() {
-		global = default6.Gateway
+	if default6 != nil && default6.Gateway.IsValid() {
+		switch g := default6.Gateway.WithZone(""); {
+		case !g.IsLinkLocalUnicast() && !global.IsValid():
+			global = g
+		case g.IsLinkLocalUnicast() && !gw.LinkLocal.IsValid():
+			// A default route through a link-local address (Calico) names
+			// the gateway's link-local address itself.
+			gw.LinkLocal = g
+		}
 	}
 	viaGateway := func(r Route) bool {
 		if !r.Gateway.IsValid() {

@@ -273,3 +273,18 @@ func TestAdvertiseDoesNotUseRateBudget(t *testing.T) {
 	one(t, r, r.Handle(rsFrame(t, guestLL, 255), t0))
 	none(t, r.Handle(rsFrame(t, guestLL, 255), t0))
 }
+
+// TestLinkLocalDefaultRouteNamesTheGateway checks that a default route
+// through a link-local address is enough to advertise that router, without
+// Gateway6 (the source link-layer option then is absent).
+func TestLinkLocalDefaultRouteNamesTheGateway(t *testing.T) {
+	c := calicoConfig()
+	c.Gateway6 = Gateway{}
+	r := mustNew(t, c)
+	p := one(t, r, r.Handle(rsFrame(t, guestLL, 255), t0))
+	want := `hop=64 M=true O=true life=30m0s
+mtu 1480`
+	if got := raView(decodeRA(t, p)); p.SrcIP != ip("fe80::ecee:eeff:feee:eeee") || got != want {
+		t.Errorf("RA from %s:\n%s\nwant from fe80::ecee:eeff:feee:eeee:\n%s", p.SrcIP, got, want)
+	}
+}

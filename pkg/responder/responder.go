@@ -35,8 +35,9 @@ type Stats struct {
 	// Frames is the number of frames given to Handle.
 	Frames uint64
 	// NotConfig counts frames that are no configuration request: other
-	// EtherTypes, protocols, ports or ICMPv6 types. The responder is meant
-	// to see only requests, but ignores anything else it is given.
+	// EtherTypes, protocols, ports or ICMPv6 types, IP fragments, frames
+	// longer than ethframe.MaxFrame. The responder is meant to see only
+	// requests, but ignores anything else it is given.
 	NotConfig uint64
 	// NotGuest counts frames whose Ethernet source, or DHCPv4 client
 	// hardware address, is not the guest's MAC, and DHCPv4 requests whose
