@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Defaults for the durations of [Config]; see the package documentation
-// for why these values.
+// Defaults of [Config] and the timing of router advertisements; see the
+// package documentation for why these values.
 const (
 	// DefaultLeaseTime is the DHCPv4 lease time and the DHCPv6 address
 	// lifetime: 10 minutes, so that a client renews (T1, half the lease)
@@ -24,10 +24,17 @@ const (
 	// and the lifetime of their prefix, route and DNS options: three times
 	// [AdvertiseInterval], as RFC 4861 recommends.
 	DefaultRouterLifetime = 30 * time.Minute
-	// AdvertiseInterval is how often a caller should call
-	// [Responder.Advertise] (RFC 4861's default MaxRtrAdvInterval), and
-	// also right after [Responder.SetConfig].
+	// AdvertiseInterval is the time between unsolicited router
+	// advertisements in the steady state (RFC 4861's default
+	// MaxRtrAdvInterval).
 	AdvertiseInterval = 10 * time.Minute
+	// InitialAdvertiseInterval is the time between the first few
+	// unsolicited advertisements after New or SetConfig, and while
+	// withdrawals are due (RFC 4861's MAX_INITIAL_RTR_ADVERT_INTERVAL).
+	InitialAdvertiseInterval = 16 * time.Second
+	// MinDelayBetweenAdvertisements is the least time between two
+	// unsolicited advertisements (RFC 4861's MIN_DELAY_BETWEEN_RAS).
+	MinDelayBetweenAdvertisements = 3 * time.Second
 	// MinLeaseTime is the shortest LeaseTime a Config may ask for.
 	MinLeaseTime = 2 * time.Second
 	// DefaultRate and DefaultBurst bound how many configuration messages

@@ -97,10 +97,12 @@
 //     DNS, and no IPv6 default route rather than a broken one.
 //
 // A router solicitation is answered by unicast; [Responder.Advertise] makes
-// the unsolicited ones, which the caller sends every [AdvertiseInterval]
-// and after [Responder.SetConfig]; after a change, withdrawn prefixes,
-// routes and DNS servers, or a whole router whose address changed, are
-// advertised with lifetime 0 three times.
+// the unsolicited ones and says when to call it again (three 16 s apart,
+// then every [AdvertiseInterval], never two within 3 s: RFC 4861's
+// timing); the caller also calls it right after [Responder.SetConfig].
+// After a change, withdrawn prefixes, routes and DNS servers, or a whole
+// router whose address changed, are advertised with lifetime 0 three
+// times.
 //
 // DHCPv6 (RFC 8415) answers SOLICIT (ADVERTISE with preference 255, or
 // REPLY at once with rapid commit), REQUEST, RENEW, REBIND (with the NIC's

@@ -158,7 +158,9 @@ func TestRouterSolicitationChecks(t *testing.T) {
 func TestNoIPv6NoAdvertisement(t *testing.T) {
 	r := mustNew(t, Config{MAC: guestMAC, IPv4: []netip.Prefix{pfx("10.1.0.5/24")}, DNS: DNS{Servers: []netip.Addr{ip("10.0.0.53")}}})
 	none(t, r.Handle(rsFrame(t, guestLL, 255), t0))
-	none(t, r.Advertise(t0))
+	if out, next := r.Advertise(t0); len(out) != 0 || next != t0.Add(AdvertiseInterval) {
+		t.Errorf("Advertise without IPv6 = %d frames, next %s", len(out), next)
+	}
 }
 
 // TestAdvertiseWithdrawsAfterChange checks the unsolicited advertisements:
@@ -167,7 +169,8 @@ func TestNoIPv6NoAdvertisement(t *testing.T) {
 func TestAdvertiseWithdrawsAfterChange(t *testing.T) {
 	c := bridgeConfig()
 	r := mustNew(t, c)
-	p := one(t, r, r.Advertise(t0))
+	out, _ := r.Advertise(t0)
+	p := one(t, r, out)
 	if p.DstIP != ip("ff02::1") || p.SrcIP != gwLL {
 		t.Errorf("unsolicited RA %s -> %s", p.SrcIP, p.DstIP)
 	}
@@ -193,13 +196,14 @@ slla 0a:58:0a:01:00:01`
 		if i == 0 {
 			out = r.Handle(rsFrame(t, guestLL, 255), t0)
 		} else {
-			out = r.Advertise(t0)
+			out, _ = r.Advertise(t0.Add(time.Duration(i) * time.Minute))
 		}
 		if got := raView(decodeRA(t, one(t, r, out))); got != want {
 			t.Fatalf("advertisement %d after the change:\n%s\nwant:\n%s", i, got, want)
 		}
 	}
-	if got := raView(decodeRA(t, one(t, r, r.Advertise(t0)))); strings.Contains(got, "=0s") {
+	out, _ = r.Advertise(t0.Add(3 * time.Minute))
+	if got := raView(decodeRA(t, one(t, r, out))); strings.Contains(got, "=0s") {
 		t.Errorf("a fourth advertisement still withdraws:\n%s", got)
 	}
 
@@ -209,7 +213,7 @@ slla 0a:58:0a:01:00:01`
 	if err := r.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
-	out := r.Advertise(t0)
+	out, _ = r.Advertise(t0.Add(4 * time.Minute))
 	if len(out) != 2 {
 		t.Fatalf("%d advertisements after a gateway change, want 2", len(out))
 	}
@@ -232,7 +236,7 @@ slla 0a:58:0a:01:00:01`
 	if err := r.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
-	out = r.Advertise(t0)
+	out, _ = r.Advertise(t0.Add(5 * time.Minute))
 	if len(out) != 1 {
 		t.Fatalf("%d advertisements after IPv6 went away, want 1", len(out))
 	}
@@ -268,7 +272,8 @@ func TestAdvertiseDoesNotUseRateBudget(t *testing.T) {
 	c.Burst = 1
 	r := mustNew(t, c)
 	for i := 0; i < 5; i++ {
-		one(t, r, r.Advertise(t0.Add(time.Duration(i))))
+		out, _ := r.Advertise(t0.Add(time.Duration(i) * time.Minute))
+		one(t, r, out)
 	}
 	one(t, r, r.Handle(rsFrame(t, guestLL, 255), t0))
 	none(t, r.Handle(rsFrame(t, guestLL, 255), t0))
@@ -286,5 +291,46 @@ func TestLinkLocalDefaultRouteNamesTheGateway(t *testing.T) {
 mtu 1480`
 	if got := raView(decodeRA(t, p)); p.SrcIP != ip("fe80::ecee:eeff:feee:eeee") || got != want {
 		t.Errorf("RA from %s:\n%s\nwant from fe80::ecee:eeff:feee:eeee:\n%s", p.SrcIP, got, want)
+	}
+}
+
+// TestAdvertiseSchedule checks when Advertise asks to be called again:
+// three advertisements 16 s apart, then every 10 minutes; never two within
+// 3 s; and the fast ones again after a change.
+func TestAdvertiseSchedule(t *testing.T) {
+	c := bridgeConfig()
+	r := mustNew(t, c)
+	now, last := t0, t0
+	var gaps []time.Duration
+	for i := 0; i < 5; i++ {
+		out, next := r.Advertise(now)
+		if len(out) != 1 {
+			t.Fatalf("advertisement %d: %d frames", i, len(out))
+		}
+		gaps = append(gaps, next.Sub(now))
+		last, now = now, next
+	}
+	if got := fmt.Sprint(gaps); got != "[16s 16s 16s 10m0s 10m0s]" {
+		t.Errorf("intervals %s", got)
+	}
+	// Too soon: nothing, and next is when it may.
+	out, next := r.Advertise(last.Add(time.Second))
+	if len(out) != 0 || next != last.Add(MinDelayBetweenAdvertisements) {
+		t.Errorf("an advertisement 1 s after the last: %d frames, next %s after it", len(out), next.Sub(last))
+	}
+	// After a change: as soon as allowed, fast again, the withdrawals
+	// included.
+	c.IPv6 = []netip.Prefix{pfx("fd00:3::5/64")}
+	c.Routes = []Route{{Dst: pfx("::/0"), Gateway: gwLL}}
+	if err := r.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	now = last.Add(MinDelayBetweenAdvertisements)
+	out, next = r.Advertise(now)
+	if len(out) != 1 || next.Sub(now) != InitialAdvertiseInterval {
+		t.Errorf("after a change: %d frames, next in %s", len(out), next.Sub(now))
+	}
+	if got := raView(decodeRA(t, checkFrame(t, r, out[0]))); !strings.Contains(got, "prefix fd00:1::/64 L=true A=false valid=0s") {
+		t.Errorf("no withdrawal after the change:\n%s", got)
 	}
 }

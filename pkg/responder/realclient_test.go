@@ -372,7 +372,7 @@ func TestRealClientUdhcpcRenewal(t *testing.T) {
 	servePackets(t, gw, "srv0", r)
 
 	dir, script := writeScript(t, udhcpcScript)
-	cmd := exec.Command(busybox, "udhcpc", "-i", "eth0", "-f", "-t", "10", "-T", "2", "-s", script)
+	cmd := exec.Command(busybox, "udhcpc", "-i", "eth0", "-f", "-t", "10", "-T", "5", "-s", script)
 	cmd.Env = append(os.Environ(), "OUT="+dir)
 	startIn(t, guest, cmd)
 	envOf := func(ev string) map[string]string {
@@ -398,8 +398,11 @@ func TestRealClientUdhcpcRenewal(t *testing.T) {
 	if got := envOf("renew")["ip"]; got != "10.1.0.5" {
 		t.Errorf("renewed %q, want 10.1.0.5", got)
 	}
-	if d := statsDelta(before, r.Stats()); d.Answered != 1 {
-		t.Errorf("stats delta over the renewal %+v, want one answered request", d)
+	// udhcpc falls back to a broadcast renewal when the unicast one is not
+	// answered within its timeout (-T), which a loaded machine can make
+	// happen: every request must be answered, one or more.
+	if d := statsDelta(before, r.Stats()); d.Answered == 0 || d.Answered+d.NotConfig != d.Frames {
+		t.Errorf("stats delta over the renewal %+v, want only answered requests", d)
 	}
 
 	cfg.IPv4 = []netip.Prefix{pfx("10.7.0.9/24")}
@@ -492,7 +495,8 @@ func TestRealClientKernelRA(t *testing.T) {
 	testnet.RequireRoot(t)
 	guest, gw, gwLinkLocal, r := ipv6Gateway(t)
 	send := servePackets(t, gw, "srv0", r)
-	send(r.Advertise(time.Now()))
+	ras, _ := r.Advertise(time.Now())
+	send(ras)
 	var defaultGw netip.Addr
 	waitFor(t, "the guest kernel to take the advertisement", func() bool {
 		var ok bool

@@ -28,6 +28,11 @@ const (
 // (RFC 4861's MAX_FINAL_RTR_ADVERTISEMENTS).
 const finalAdvertisements = 3
 
+// initialAdvertisements is how many unsolicited advertisements come at
+// InitialAdvertiseInterval after New or SetConfig (RFC 4861's
+// MAX_INITIAL_RTR_ADVERTISEMENTS).
+const initialAdvertisements = 3
+
 // Stats counts what a Responder did with the frames it was given. Every
 // frame passed to [Responder.Handle] is counted in Frames and in exactly one
 // of the other counters except Replies and Declined.
@@ -88,6 +93,9 @@ type Responder struct {
 	withdraw *plan        // the plan before the last SetConfig, while withdrawals are due
 	finals   int          // router advertisements still to carry withdrawals
 	servers4 []netip.Addr // DHCPv4 server identifiers used, newest first
+
+	lastRA     time.Time // when Advertise last sent an advertisement
+	initialRAs int       // advertisements Advertise sent since New or SetConfig
 }
 
 // maxServerIDs bounds how many past DHCPv4 server identifiers a Responder
@@ -139,6 +147,7 @@ func (r *Responder) SetConfig(cfg Config) error {
 	}
 	r.p = p
 	r.noteServer4(p.server4)
+	r.initialRAs = 0
 	if r.tokens > float64(p.burst) {
 		r.tokens = float64(p.burst)
 	}
@@ -216,16 +225,33 @@ func (r *Responder) Handle(frame []byte, now time.Time) [][]byte {
 	return out
 }
 
-// Advertise returns the unsolicited router advertisement(s) to send to the
-// guest now: the caller calls it every [AdvertiseInterval] (jittered, if it
-// likes) and right after [Responder.SetConfig]. It returns nothing when the
-// NIC has no IPv6 configuration and none to withdraw.
-func (r *Responder) Advertise(now time.Time) [][]byte {
+// Advertise returns the unsolicited router advertisement(s) due at now,
+// and when to call it next: the caller sleeps until next (adding jitter if
+// it likes) and calls it again, and also calls it right after
+// [Responder.SetConfig], whatever next said, so a change reaches the guest
+// at once. The first three after New or SetConfig come every
+// [InitialAdvertiseInterval], later ones every [AdvertiseInterval];
+// a call less than [MinDelayBetweenAdvertisements] after the previous
+// advertisement returns nothing (RFC 4861 section 6.2.6) and next is when
+// it may. Nothing is returned when the NIC has no IPv6 configuration and
+// none to withdraw.
+func (r *Responder) Advertise(now time.Time) (frames [][]byte, next time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := r.advertisements(r.p, netip.IPv6LinkLocalAllNodes())
-	r.stats.Replies += uint64(len(out))
-	return out
+	if !r.lastRA.IsZero() && !now.Before(r.lastRA) && now.Sub(r.lastRA) < MinDelayBetweenAdvertisements {
+		return nil, r.lastRA.Add(MinDelayBetweenAdvertisements)
+	}
+	frames = r.advertisements(r.p, netip.IPv6LinkLocalAllNodes())
+	if len(frames) == 0 {
+		return nil, now.Add(AdvertiseInterval)
+	}
+	r.lastRA = now
+	r.stats.Replies += uint64(len(frames))
+	r.initialRAs++
+	if r.initialRAs <= initialAdvertisements || r.finals > 0 {
+		return frames, now.Add(InitialAdvertiseInterval)
+	}
+	return frames, now.Add(AdvertiseInterval)
 }
 
 // take reports whether a token is available at now, and spends it.

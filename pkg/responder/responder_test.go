@@ -41,7 +41,7 @@ func TestConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
 				r.Handle(frames[i%len(frames)], t0.Add(time.Duration(i)*time.Second))
-				r.Advertise(t0)
+				r.Advertise(t0.Add(time.Duration(i) * time.Second))
 				_ = r.Stats()
 			}
 		}()
