@@ -32,6 +32,9 @@ type netConf struct {
 	// that does not run as root).
 	TapOwner *uint32 `json:"tapOwner,omitempty"`
 	TapGroup *uint32 `json:"tapGroup,omitempty"`
+	// VMConf adds to the ADD result, after the tap, the pseudo-interface
+	// firecracker-go-sdk's vmconf package reads (see vmconf.go).
+	VMConf bool `json:"vmconf,omitempty"`
 	// StateDir is netbridge's state directory; the default is the CLI's,
 	// so that `netbridge render --id CONTAINER_ID` reads what the plugin
 	// wired.

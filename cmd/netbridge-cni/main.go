@@ -155,6 +155,15 @@ func add(c *call, args *skel.CmdArgs) error {
 	if args.Netns == "" {
 		return types.NewError(types.ErrInvalidNetNS, "ADD needs CNI_NETNS", "")
 	}
+	cargs, err := parseCNIArgs(args.Args)
+	if err != nil {
+		return err
+	}
+	cargs.apply(conf)
+	vmIP, err := conf.prepareVMConf(prev, args)
+	if err != nil {
+		return err
+	}
 	cfg, err := conf.config(args.ContainerID, args.Netns, args.IfName, prev)
 	if err != nil {
 		return err
@@ -166,6 +175,11 @@ func add(c *call, args *skel.CmdArgs) error {
 	for _, nic := range sb.NICs {
 		if nic.Name == args.IfName {
 			prev.Interfaces = append(prev.Interfaces, tapInterface(nic, args.Netns))
+			if vmIP != nil {
+				if err := c.appendVMConf(args, prev, nic, vmIP); err != nil {
+					return err
+				}
+			}
 			return types.PrintResult(prev, conf.CNIVersion)
 		}
 	}
@@ -251,6 +265,11 @@ func check(c *call, args *skel.CmdArgs) error {
 			if i.Name == want.Name && i.Sandbox == want.Sandbox {
 				if i.Mac != "" && i.Mac != want.Mac {
 					return types.NewError(types.ErrInternal, fmt.Sprintf("tap %q has MAC %s, the result says %s", want.Name, want.Mac, i.Mac), "")
+				}
+				if conf.VMConf {
+					if err := checkVMConf(prev, nic, args.ContainerID); err != nil {
+						return types.NewError(types.ErrInternal, err.Error(), "")
+					}
 				}
 				return nil
 			}

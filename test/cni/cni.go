@@ -446,6 +446,14 @@ func Add(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, conta
 // the *types.Error the failing plugin printed, if it printed one.
 func TryAdd(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, containerID, ifname string) (*Attachment, error) {
 	t.Helper()
+	return TryAddArgs(t, binDir, conf, nodeNS, podNS, containerID, ifname, nil)
+}
+
+// TryAddArgs is [TryAdd] with CNI_ARGS: args are the runtime's key-value
+// pairs (libcni's RuntimeConf.Args), for ADD and for every later command
+// on the attachment.
+func TryAddArgs(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, containerID, ifname string, args [][2]string) (*Attachment, error) {
+	t.Helper()
 	testnet.RequireRoot(t)
 	n, err := openNode(t, binDir, conf, nodeNS)
 	if err != nil {
@@ -455,6 +463,7 @@ func TryAdd(t testing.TB, binDir string, conf []byte, nodeNS, podNS ns.NetNS, co
 		ContainerID: containerID,
 		NetNS:       podNS.Path(),
 		IfName:      ifname,
+		Args:        args,
 	}
 	a := &Attachment{cfg: n.cfg, list: n.list, rt: rt, dataDir: n.dataDir, cacheDir: n.cacheDir, release: n.release}
 	ctx, cancel := context.WithTimeout(context.Background(), pluginTimeout)
@@ -555,13 +564,18 @@ func Status(t testing.TB, binDir string, conf []byte, nodeNS ns.NetNS) error {
 // as with [Add]. Invoke returns the plugin's stdout; when the plugin
 // fails, the error wraps the *types.Error it printed, if any.
 func Invoke(ctx context.Context, binDir, plugin string, nodeNS ns.NetNS, command string, stdin []byte, containerID, netnsPath, ifname string) ([]byte, error) {
+	return InvokeArgs(ctx, binDir, plugin, nodeNS, command, stdin, containerID, netnsPath, ifname, "")
+}
+
+// InvokeArgs is [Invoke] with CNI_ARGS args ("K=V;K2=V2", or "" for none).
+func InvokeArgs(ctx context.Context, binDir, plugin string, nodeNS ns.NetNS, command string, stdin []byte, containerID, netnsPath, ifname, args string) ([]byte, error) {
 	paths := filepath.SplitList(binDir)
 	path, err := invoke.FindInPath(plugin, paths)
 	if err != nil {
 		return nil, err
 	}
-	args := &invoke.Args{Command: command, ContainerID: containerID, NetNS: netnsPath, IfName: ifname, Path: strings.Join(paths, string(filepath.ListSeparator))}
-	return (&nsExec{netns: nodeNS}).ExecPlugin(ctx, path, stdin, args.AsEnv())
+	a := &invoke.Args{Command: command, ContainerID: containerID, NetNS: netnsPath, IfName: ifname, PluginArgsStr: args, Path: strings.Join(paths, string(filepath.ListSeparator))}
+	return (&nsExec{netns: nodeNS}).ExecPlugin(ctx, path, stdin, a.AsEnv())
 }
 
 // parseConf parses a conflist or a single plugin configuration, turning the

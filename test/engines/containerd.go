@@ -199,6 +199,19 @@ func (c *Containerd) importImage() {
 	if out, err := c.Ctr("-n", "k8s.io", "images", "import", "--no-unpack", archive); err != nil {
 		c.t.Fatalf("importing the sandbox image: %v\n%s", err, out)
 	}
+	// The CRI plugin learns of the image from an event, a moment later; a
+	// pod run before would make it try to pull the image (no registry).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Crictl("inspecti", SandboxImage)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the CRI plugin does not see the imported sandbox image: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // WriteConf writes a CNI configuration file into the conf dir,

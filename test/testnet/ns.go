@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -61,9 +62,10 @@ func WithDAD() NSOption {
 // point removed) in t.Cleanup; links inside it disappear with it once no
 // process or open file keeps it alive.
 //
-// Unlike plugins/pkg/testutils.NewNS, NewNS does not turn /run/netns into a
-// shared bind mount of itself, so it leaves no mount behind; the directory
-// /run/netns is created if missing and left in place.
+// Like `ip netns add`, the first namespace of a process makes /run/netns a
+// shared bind mount of itself unless it is a mount point already (see
+// mountRunDir: otherwise a program doing it later hides the namespaces
+// mounted before); the directory and that mount are left in place.
 func NewNS(t testing.TB, opts ...NSOption) ns.NetNS {
 	t.Helper()
 	RequireRoot(t)
@@ -107,9 +109,9 @@ func randomName(prefix string) (string, error) {
 //
 // It is the part of [NewNS] that needs no testing.TB, for the programs
 // under test/ (benchmark drivers) that make their own namespaces; tests use
-// NewNS. Unlike `ip netns add`, it does not turn RunDir into a shared bind
-// mount of itself, so it leaves no mount behind; RunDir is created if
-// missing and left in place.
+// NewNS. Like `ip netns add`, it makes RunDir a shared bind mount of itself
+// first unless it is a mount point already; RunDir and that mount are
+// left in place.
 //
 // The namespace is made by unshare(2) on a dedicated, locked OS thread,
 // bind-mounted and the thread switched back. The thread is unlocked only
@@ -129,8 +131,9 @@ func CreateNS(prefix string) (ns.NetNS, error) {
 
 // createNS is CreateNS without bringing lo up.
 func createNS(prefix string) (ns.NetNS, error) {
-	if err := os.MkdirAll(RunDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", RunDir, err)
+	runDir.Do(func() { runDir.err = mountRunDir() })
+	if runDir.err != nil {
+		return nil, runDir.err
 	}
 	name, err := randomName(prefix)
 	if err != nil {
@@ -210,6 +213,64 @@ func DestroyNS(n ns.NetNS) error {
 		errs = append(errs, fmt.Errorf("removing %s: %w", path, err))
 	}
 	return errors.Join(errs...)
+}
+
+// runDir makes RunDir a mount point once per process.
+var runDir struct {
+	sync.Once
+	err error
+}
+
+// runDirLock serializes, across processes, the making of RunDir into a
+// mount point.
+const runDirLock = "/run/netns.nbtest.lock"
+
+// mountRunDir makes RunDir a shared bind mount of itself unless it is a
+// mount point already, as `ip netns add` and podman do on their first
+// namespace. It must happen before the first namespace is mounted in it:
+// when another program does it later, its new mount covers every
+// namespace mounted in the directory before, whose mount points then
+// cannot be unmounted or removed (EBUSY), and concurrent test processes
+// (go test runs packages in parallel; the podman tests) would leave them
+// behind. RunDir stays a mount point afterwards, as after `ip netns add`.
+func mountRunDir() error {
+	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", RunDir, err)
+	}
+	lock, err := os.OpenFile(runDirLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", runDirLock, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %s: %w", runDirLock, err)
+	}
+	mounted, err := isMountPoint(RunDir)
+	if err != nil || mounted {
+		return err
+	}
+	if err := unix.Mount(RunDir, RunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s on itself: %w", RunDir, err)
+	}
+	if err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is a mount point of this mount
+// namespace (/proc/self/mountinfo).
+func isMountPoint(dir string) (bool, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // linkUp brings the link name of n up.

@@ -5,10 +5,20 @@
 // and prints one markdown report on stdout, ending with the issue's targets
 // and whether each was met. Progress goes to stderr.
 //
-//	nbbench [-netbridge BIN -nbfloor BIN] [-baseline SCRIPT] [-json FILE] [flags]
+//	nbbench [-netbridge BIN -nbfloor BIN -netbridge-cni BIN] [-tc-redirect-tap BIN] [-baseline SCRIPT] [-json FILE] [flags]
 //
-// Without -netbridge and -nbfloor it builds both itself, the way make bench
-// does (CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'). It needs root.
+// Without -netbridge, -nbfloor and -netbridge-cni it builds them itself,
+// the way make bench does (CGO_ENABLED=0 go build -trimpath -ldflags '-s
+// -w'). It needs root. With -tc-redirect-tap, the section "netbridge-cni
+// vs tc-redirect-tap" measures the chained CNI plugin against that binary,
+// which nothing here downloads; without it the report says it was not
+// measured. To measure only that pair, in about a minute:
+//
+//	nbbench -only tcredirect -tc-redirect-tap BIN [-baseline-cni OLD]
+//
+// (-baseline-cni adds an earlier netbridge-cni build to the same rounds,
+// to measure one change.)
+//
 // Every network namespace it makes is called /run/netns/nbbench-*, holds
 // only documentation addresses and is removed on every way out, including
 // SIGINT and SIGTERM; the namespace it runs in is never changed. Timings
@@ -44,6 +54,9 @@ var nan = math.NaN()
 // options are the command-line flags.
 type options struct {
 	netbridge, nbfloor, baseline string
+	netbridgeCNI, tcRedirectTap  string
+	baselineCNI                  string
+	cniBin                       string
 	jsonFile                     string
 	stateBase                    string
 	goCmd                        string
@@ -56,15 +69,20 @@ type options struct {
 	datapath                     time.Duration
 	timeout                      time.Duration
 	skip                         string
+	only                         string
 }
 
 // Section names for -skip.
-var sections = []string{"gobench", "process", "scaling", "parallel", "resources", "datapath"}
+var sections = []string{"gobench", "process", "scaling", "parallel", "resources", "datapath", "tcredirect"}
 
 func main() {
 	var o options
 	flag.StringVar(&o.netbridge, "netbridge", "", "netbridge binary (default: build one)")
 	flag.StringVar(&o.nbfloor, "nbfloor", "", "nbfloor binary (default: build one)")
+	flag.StringVar(&o.netbridgeCNI, "netbridge-cni", "", "netbridge-cni binary, the chained CNI plugin (default: build one)")
+	flag.StringVar(&o.tcRedirectTap, "tc-redirect-tap", "", "tc-redirect-tap binary to measure netbridge-cni against (default: none; that section then says so)")
+	flag.StringVar(&o.baselineCNI, "baseline-cni", "", "another netbridge-cni build (before a change) measured in the same rounds as -netbridge-cni, in section 6")
+	flag.StringVar(&o.cniBin, "cni-bin", "", "directory with the bridge and host-local CNI plugins (default: build them at go.mod's version)")
 	flag.StringVar(&o.baseline, "baseline", "", "the shell baseline (default: test/bench/baseline.sh in the module)")
 	flag.StringVar(&o.jsonFile, "json", "", "also write every raw number to this JSON file")
 	flag.StringVar(&o.stateBase, "state-base", "", "directory on a tmpfs for netbridge's state (default: /run if tmpfs, else /dev/shm)")
@@ -78,6 +96,7 @@ func main() {
 	flag.DurationVar(&o.datapath, "datapath", 3*time.Second, "duration of each datapath measurement (0 skips it)")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up (and clean up) after this long")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to skip: "+strings.Join(sections, ", "))
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run, skipping the others (same names as -skip)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "nbbench: unexpected arguments %q\n", flag.Args())
@@ -89,11 +108,22 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	for _, s := range strings.Split(o.skip, ",") {
-		if s != "" && !contains(sections, s) {
-			fmt.Fprintf(os.Stderr, "nbbench: -skip: unknown section %q (have %s)\n", s, strings.Join(sections, ", "))
-			os.Exit(2)
+	for flagName, list := range map[string]string{"skip": o.skip, "only": o.only} {
+		for _, s := range strings.Split(list, ",") {
+			if s != "" && !contains(sections, s) {
+				fmt.Fprintf(os.Stderr, "nbbench: -%s: unknown section %q (have %s)\n", flagName, s, strings.Join(sections, ", "))
+				os.Exit(2)
+			}
 		}
+	}
+	if o.only != "" {
+		var skip []string
+		for _, s := range sections {
+			if !contains(strings.Split(o.only, ","), s) {
+				skip = append(skip, s)
+			}
+		}
+		o.skip = strings.Join(append(skip, o.skip), ",")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
@@ -160,6 +190,7 @@ type Raw struct {
 	Startup         []*Series                          `json:"startup"`
 	Datapath        []DatapathResult                   `json:"datapath"`
 	DatapathErr     string                             `json:"datapath_error,omitempty"`
+	TCRedirect      *TCRedirect                        `json:"tc_redirect_tap,omitempty"`
 	SectionErrs     map[string]string                  `json:"section_errors,omitempty"`
 	Targets         []Target                           `json:"targets"`
 	WallSeconds     float64                            `json:"wall_seconds"`
@@ -240,17 +271,22 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (err error) {
 	raw.Host.StateDir, raw.Host.StateDirFS = work, fsName
 	logf("work directory %s (%s)", work, fsName)
 
-	if o.netbridge == "" || o.nbfloor == "" {
-		binDir, err := os.MkdirTemp("", "nbbench-bin-")
-		if err != nil {
-			return fmt.Errorf("creating a directory for the binaries: %w", err)
-		}
-		defer os.RemoveAll(binDir)
+	// The CLI and the floor serve the process sections, netbridge-cni
+	// and the bridge plugin the tcredirect section.
+	procs := !skip["process"] || !skip["scaling"] || !skip["parallel"] || !skip["resources"]
+	chain := !skip["tcredirect"] && o.tcRedirectTap != ""
+	binDir, err := os.MkdirTemp("", "nbbench-bin-")
+	if err != nil {
+		return fmt.Errorf("creating a directory for the binaries: %w", err)
+	}
+	defer os.RemoveAll(binDir)
+	{
 		for _, b := range []struct {
 			path *string
 			pkg  string
-		}{{&o.netbridge, "./cmd/netbridge"}, {&o.nbfloor, "./test/bench/cmd/nbfloor"}} {
-			if *b.path != "" {
+			need bool
+		}{{&o.netbridge, "./cmd/netbridge", procs}, {&o.nbfloor, "./test/bench/cmd/nbfloor", procs}, {&o.netbridgeCNI, "./cmd/netbridge-cni", chain}} {
+			if *b.path != "" || !b.need {
 				continue
 			}
 			*b.path = filepath.Join(binDir, filepath.Base(b.pkg))
@@ -262,17 +298,29 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (err error) {
 			}
 		}
 	}
+	if chain && o.cniBin == "" {
+		o.cniBin = filepath.Join(binDir, "cni")
+		logf("building the bridge and host-local CNI plugins")
+		if err := buildCNIPlugins(ctx, o.goCmd, root, o.cniBin); err != nil {
+			return err
+		}
+	}
 	raw.Host.Binaries = map[string]BinInfo{}
-	for name, p := range map[string]string{"netbridge": o.netbridge, "nbfloor": o.nbfloor} {
+	for name, p := range map[string]string{"netbridge": o.netbridge, "nbfloor": o.nbfloor, chainNetbridge: o.netbridgeCNI, chainOther: o.tcRedirectTap, chainBaseline: o.baselineCNI} {
+		if p == "" {
+			continue
+		}
 		bi, err := binInfo(p)
 		if err != nil {
 			return err
 		}
 		raw.Host.Binaries[name] = bi
 	}
-	for _, p := range []string{o.netbridge, o.nbfloor, o.baseline} {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("checking %s: %w", p, err)
+	if procs {
+		for _, p := range []string{o.netbridge, o.nbfloor, o.baseline} {
+			if _, err := os.Stat(p); err != nil {
+				return fmt.Errorf("checking %s: %w", p, err)
+			}
 		}
 	}
 
@@ -295,6 +343,24 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (err error) {
 	}
 	if derr := w.destroy(); derr != nil {
 		return fmt.Errorf("removing the benchmark namespaces: %w", derr)
+	}
+	if !skip["tcredirect"] {
+		if !chain {
+			raw.TCRedirect = &TCRedirect{NotMeasured: "no tc-redirect-tap binary given (make bench TCREDIRECTTAP=PATH, or nbbench -tc-redirect-tap PATH); nothing in the project downloads it"}
+		} else {
+			logf("netbridge-cni vs tc-redirect-tap, %d rounds", o.rounds)
+			raw.TCRedirect, err = measureTCRedirect(ctx, w, work, o.cniBin, o.netbridgeCNI, o.tcRedirectTap, o.baselineCNI, o.rounds)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				raw.SectionErrs["tcredirect"] = err.Error()
+				logf("tcredirect section: %v", err)
+			}
+			if derr := w.destroy(); derr != nil {
+				return fmt.Errorf("removing the benchmark namespaces: %w", derr)
+			}
+		}
 	}
 
 	if !skip["gobench"] {

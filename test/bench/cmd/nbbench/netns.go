@@ -31,9 +31,8 @@ type namedNS struct {
 	h          *netlink.Handle
 }
 
-// newNS creates a fresh named netns with lo up (see testnet.CreateNS: it
-// leaves no mount behind, unlike `ip netns add`) and records it for
-// destroy.
+// newNS creates a fresh named netns with lo up (see testnet.CreateNS) and
+// records it for destroy.
 func (w *world) newNS() (*namedNS, error) {
 	nn, err := testnet.CreateNS(netnsPrefix)
 	if err != nil {

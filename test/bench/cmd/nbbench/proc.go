@@ -153,11 +153,20 @@ func (r *runner) impl(name string) impl {
 // group, so that a terminal's ^C reaches only the driver, which then
 // cancels ctx; that kills cmd (by its pid).
 func run(ctx context.Context, cmd *exec.Cmd, stdin io.Reader) Sample {
+	return runOut(ctx, cmd, stdin, nil)
+}
+
+// runOut is run keeping cmd's stdout in stdout (when not nil), which a
+// failure's error then quotes too: a CNI plugin prints its error there.
+func runOut(ctx context.Context, cmd *exec.Cmd, stdin io.Reader, stdout *bytes.Buffer) Sample {
 	full := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
 	full.Env = cmd.Env
 	full.Stdin = stdin
 	var stderr bytes.Buffer
 	full.Stderr = &stderr
+	if stdout != nil {
+		full.Stdout = stdout
+	}
 	full.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	err := full.Run()
@@ -172,6 +181,9 @@ func run(ctx context.Context, cmd *exec.Cmd, stdin io.Reader) Sample {
 	}
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
+		if stdout != nil {
+			msg = strings.TrimSpace(msg + " " + stdout.String())
+		}
 		if len(msg) > 300 {
 			msg = msg[:300] + "..."
 		}

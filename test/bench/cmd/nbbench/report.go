@@ -120,6 +120,7 @@ func targets(raw *Raw) []Target {
 	} else {
 		ts = append(ts, Target{Name: "50 parallel sandboxes as processes", Want: "0 errors, ≤ 1.2x floor", Measured: "not measured", Result: "n/a"})
 	}
+	ts = append(ts, tcRedirectTargets(raw.TCRedirect)...)
 	lib, ok1 = findBench(raw.GoBench, "BenchmarkParallel50/library", "ns/sandbox")
 	fl, ok2 = findBench(raw.GoBench, "BenchmarkParallel50/floor", "ns/sandbox")
 	if !ok1 || !ok2 {
@@ -236,7 +237,7 @@ func render(out io.Writer, raw *Raw) error {
 	p("- CPU: %s, %d CPUs", h.CPUModel, h.CPUs)
 	p("- Go: %s", h.GoVersion)
 	p("- Load average (1, 5, 15 min): %s at the start, %s at the end", h.LoadStart, h.LoadEnd)
-	for _, name := range []string{"netbridge", "nbfloor"} {
+	for _, name := range []string{"netbridge", "nbfloor", chainNetbridge, chainOther} {
 		if b, ok := h.Binaries[name]; ok {
 			p("- %s binary: %.1f MiB, %s; build info: %s", name, float64(b.Size)/(1<<20), b.GoVersion, b.Build)
 		}
@@ -254,10 +255,12 @@ func render(out io.Writer, raw *Raw) error {
 	}
 
 	// 1. Go benchmarks.
-	p("")
-	p("## 1. Go benchmarks")
-	p("")
-	p("`go test -run '^$' -bench . -benchmem -count 1 %s`, with `NETBRIDGE_BENCH_STATE_DIR` on the tmpfs above.", strings.Join(goBenchPkgs, " "))
+	if !contains(raw.Skipped, "gobench") {
+		p("")
+		p("## 1. Go benchmarks")
+		p("")
+		p("`go test -run '^$' -bench . -benchmem -count 1 %s`, with `NETBRIDGE_BENCH_STATE_DIR` on the tmpfs above.", strings.Join(goBenchPkgs, " "))
+	}
 	if raw.GoBenchErr != "" {
 		p("")
 		p("**go test failed:** `%s` (the results it printed are below).", oneLine(raw.GoBenchErr))
@@ -475,6 +478,11 @@ func render(out io.Writer, raw *Raw) error {
 		}
 	}
 
+	// 6. netbridge-cni vs tc-redirect-tap.
+	if raw.TCRedirect != nil {
+		renderTCRedirect(p, raw)
+	}
+
 	// Targets.
 	p("")
 	p("## Targets")
@@ -482,6 +490,9 @@ func render(out io.Writer, raw *Raw) error {
 	p("| target | wanted | measured | result |")
 	p("|---|---|---|---|")
 	for _, t := range raw.Targets {
+		if len(raw.Skipped) > 0 && t.Result == "n/a" && t.Measured == "not measured" {
+			continue // a skipped section's
+		}
 		p("| %s | %s | %s | %s |", t.Name, t.Want, t.Measured, t.Result)
 	}
 	return w.Flush()
