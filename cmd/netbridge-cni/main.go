@@ -266,7 +266,7 @@ func check(c *call, args *skel.CmdArgs) error {
 				if i.Mac != "" && i.Mac != want.Mac {
 					return types.NewError(types.ErrInternal, fmt.Sprintf("tap %q has MAC %s, the result says %s", want.Name, want.Mac, i.Mac), "")
 				}
-				if conf.VMConf {
+				if c.conf.VMConf {
 					if err := checkVMConf(prev, nic, args.ContainerID); err != nil {
 						return types.NewError(types.ErrInternal, err.Error(), "")
 					}

@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // The vmconf result (conf key "vmconf": true) is what firecracker-go-sdk's
@@ -59,12 +59,12 @@ func (c *netConf) prepareVMConf(prev *current.Result, args *skel.CmdArgs) (*curr
 // nic's tap entry. Model auto may have chosen a macvtap, which the entry
 // cannot describe (vmconfCheckConf): then the interface is detached again
 // and ADD fails.
-func (c *call) appendVMConf(args *skel.CmdArgs, res *current.Result, nic netbridge.NIC, ip *current.IPConfig) error {
-	if nic.Model == netbridge.ModelMacvtap {
+func (c *call) appendVMConf(args *skel.CmdArgs, res *current.Result, nic sandbox.NIC, ip *current.IPConfig) error {
+	if nic.Model == sandbox.ModelMacvtap {
 		err := types.NewError(types.ErrInvalidNetworkConfig,
 			fmt.Sprintf(`"vmconf": true needs a tap the hypervisor opens by name, and model %s chose a macvtap for interface %s (%s)`, c.conf.Model, nic.Name, nic.Why),
 			"use model tcfilter or bridge with vmconf")
-		if derr := netbridge.Detach(context.WithoutCancel(c.ctx), c.conf.StateDir, args.ContainerID, args.IfName); derr != nil {
+		if derr := c.lib.Detach(context.WithoutCancel(c.ctx), args.ContainerID, args.IfName); derr != nil {
 			return types.NewError(types.ErrInternal, err.Error()+"; and detaching it again failed: "+derr.Error(), "")
 		}
 		return err
@@ -77,7 +77,7 @@ func (c *call) appendVMConf(args *skel.CmdArgs, res *current.Result, nic netbrid
 // vmconf result cannot describe: a macvtap is not opened by name, as the
 // SDK's hypervisor opens the tap it names.
 func (c *netConf) vmconfCheckConf() error {
-	if c.VMConf && c.Model == netbridge.ModelMacvtap {
+	if c.VMConf && c.Model == sandbox.ModelMacvtap {
 		return types.NewError(types.ErrInvalidNetworkConfig, `"vmconf": true needs a tap the hypervisor opens by name, and model macvtap makes a macvtap, opened by its device node`,
 			`use model tcfilter (the default) or bridge with vmconf`)
 	}
@@ -145,13 +145,13 @@ func ipv4Net(n net.IPNet) net.IPNet {
 
 // vmInterface is the vmconf pseudo-interface of nic: the guest's NIC,
 // named like the tap, in the "sandbox" of the container (the VM) id.
-func vmInterface(nic netbridge.NIC, containerID string) *current.Interface {
+func vmInterface(nic sandbox.NIC, containerID string) *current.Interface {
 	return &current.Interface{Name: nic.Tap, Mac: nic.GuestMAC.String(), Mtu: nic.MTU, Sandbox: containerID}
 }
 
 // appendVMEntry appends to res, which ends with nic's tap entry, the
 // pseudo-interface and ip naming it.
-func appendVMEntry(res *current.Result, nic netbridge.NIC, containerID string, ip *current.IPConfig) {
+func appendVMEntry(res *current.Result, nic sandbox.NIC, containerID string, ip *current.IPConfig) {
 	res.Interfaces = append(res.Interfaces, vmInterface(nic, containerID))
 	idx := len(res.Interfaces) - 1
 	res.IPs = append(res.IPs, &current.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Interface: &idx})
@@ -161,7 +161,7 @@ func appendVMEntry(res *current.Result, nic netbridge.NIC, containerID string, i
 // vmconf entry: one interface in the container's sandbox, named like the
 // tap, with the guest's MAC, and exactly one IP naming it, an IPv4
 // address of the interface.
-func checkVMConf(res *current.Result, nic netbridge.NIC, containerID string) error {
+func checkVMConf(res *current.Result, nic sandbox.NIC, containerID string) error {
 	idx := -1
 	for i, ifc := range res.Interfaces {
 		if ifc.Sandbox != containerID {

@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 )
 
 // vmPrev parses a 1.0.0 prevResult.
@@ -82,10 +82,10 @@ func TestVMConfIPv4(t *testing.T) {
 }
 
 // vmNIC is an attached eth0 as the library returns it.
-func vmNIC() netbridge.NIC {
+func vmNIC() sandbox.NIC {
 	tapMAC, _ := net.ParseMAC("02:00:00:00:00:aa")
 	guestMAC, _ := net.ParseMAC("02:00:00:00:00:02")
-	return netbridge.NIC{Name: "eth0", Tap: "tap0", TapMAC: netbridge.MAC(tapMAC), GuestMAC: netbridge.MAC(guestMAC), MTU: 1450, Model: netbridge.ModelTCFilter,
+	return sandbox.NIC{Name: "eth0", Tap: "tap0", TapMAC: sandbox.MAC(tapMAC), GuestMAC: sandbox.MAC(guestMAC), MTU: 1450, Model: sandbox.ModelTCFilter,
 		Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24"), netip.MustParsePrefix("2001:db8:1::2/64")}}
 }
 
@@ -209,7 +209,7 @@ func TestAppendVMConfMacvtapChosen(t *testing.T) {
 	}
 	defer c.done()
 	nic := vmNIC()
-	nic.Model, nic.Why = netbridge.ModelMacvtap, "no u32"
+	nic.Model, nic.Why = sandbox.ModelMacvtap, "no u32"
 	res := vmPrev(t, prevResults["1.0.0"])
 	n := len(res.Interfaces)
 	code, msg := cniCode(t, c.appendVMConf(args(nil, "/run/netns/pod"), res, nic, &current.IPConfig{}))

@@ -22,7 +22,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/netbridge/netbridge/netbridge"
+	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/cni"
 	"github.com/netbridge/netbridge/test/fakeguest"
 	"github.com/netbridge/netbridge/test/testnet"
@@ -34,7 +34,7 @@ type vmconfCase struct {
 	name  string
 	ver   string
 	dual  bool
-	model string
+	model sandbox.Model
 	args  [][2]string
 }
 
@@ -62,14 +62,14 @@ func (c vmconfCase) argID(key string) (uint32, bool) {
 }
 
 var vmconfCases = []vmconfCase{
-	{name: "ipv4", ver: "1.0.0", model: netbridge.ModelTCFilter},
-	{name: "ipv4-tapname", ver: "1.0.0", model: netbridge.ModelTCFilter,
+	{name: "ipv4", ver: "1.0.0", model: sandbox.ModelTCFilter},
+	{name: "ipv4-tapname", ver: "1.0.0", model: sandbox.ModelTCFilter,
 		args: [][2]string{{"IgnoreUnknown", "1"}, {"TC_REDIRECT_TAP_NAME", "tap0"}, {"TC_REDIRECT_TAP_UID", "123"}, {"TC_REDIRECT_TAP_GID", "456"}}},
-	{name: "dual", ver: "1.0.0", dual: true, model: netbridge.ModelTCFilter},
-	{name: "dual-tapname", ver: "1.1.0", dual: true, model: netbridge.ModelTCFilter,
+	{name: "dual", ver: "1.0.0", dual: true, model: sandbox.ModelTCFilter},
+	{name: "dual-tapname", ver: "1.1.0", dual: true, model: sandbox.ModelTCFilter,
 		args: [][2]string{{"IgnoreUnknown", "true"}, {"K8S_POD_NAME", "vm1"}, {"TC_REDIRECT_TAP_NAME", "fc-tap0"}}},
-	{name: "dual-0.4.0", ver: "0.4.0", dual: true, model: netbridge.ModelTCFilter},
-	{name: "dual-bridge-model", ver: "1.0.0", dual: true, model: netbridge.ModelBridge,
+	{name: "dual-0.4.0", ver: "0.4.0", dual: true, model: sandbox.ModelTCFilter},
+	{name: "dual-bridge-model", ver: "1.0.0", dual: true, model: sandbox.ModelBridge,
 		args: [][2]string{{"IgnoreUnknown", "1"}, {"TC_REDIRECT_TAP_NAME", "tap1"}}},
 }
 
@@ -94,9 +94,9 @@ func vmconfIPAM(v4, v6 string) string {
 
 // vmconfList is the conflist the README tells tc-redirect-tap users to
 // write: their interface plugin, then netbridge with vmconf.
-func vmconfList(ver, model, v4, v6, stateDir string) []byte {
+func vmconfList(ver string, model sandbox.Model, v4, v6, stateDir string) []byte {
 	disable := ""
-	if model != netbridge.ModelTCFilter {
+	if model != sandbox.ModelTCFilter {
 		disable = `,"disableCheck":true` // see chainPod.list
 	}
 	return []byte(fmt.Sprintf(`{"cniVersion":%q,"name":"fcnet"%s,"plugins":[`+
