@@ -250,34 +250,56 @@ func checkDomain(d string) (string, error) {
 
 func newPlan(c Config) (*plan, error) {
 	p := &plan{mtu: c.MTU, lease: DefaultLeaseTime, routerLife: DefaultRouterLifetime, rate: DefaultRate, burst: DefaultBurst}
-	if err := checkMAC("guest MAC", c.MAC); err != nil {
+	steps := []func(Config) error{p.setBasics, p.setAddresses, p.setDNS, checkGateway6}
+	for _, step := range steps {
+		if err := step(c); err != nil {
+			return nil, err
+		}
+	}
+	routes4, default6, routes6, err := p.splitRoutes(c.Routes)
+	if err != nil {
 		return nil, err
+	}
+	if err := p.setIPv4Routes(c, routes4); err != nil {
+		return nil, err
+	}
+	p.setIPv6Routes(c.Gateway6, default6, routes6)
+	p.hasIPv4 = p.addr4.IsValid()
+	p.hasIPv6 = len(p.addrs6) > 0 || len(p.dns6) > 0 || p.raLife > 0 || len(p.routes6) > 0 || len(p.onlink6) > 0
+	return p, nil
+}
+
+// setBasics checks and takes the MACs, the MTU, the lifetimes and the rate
+// limit of c.
+func (p *plan) setBasics(c Config) error {
+	if err := checkMAC("guest MAC", c.MAC); err != nil {
+		return err
 	}
 	p.mac = slices.Clone(c.MAC)
 	p.respMAC = DefaultResponderMAC(p.mac)
 	if c.ResponderMAC != nil {
 		if err := checkMAC("responder MAC", c.ResponderMAC); err != nil {
-			return nil, err
+			return err
 		}
 		if bytes.Equal(c.ResponderMAC, c.MAC) {
-			return nil, invalid("responder MAC %s is the guest's own MAC", c.ResponderMAC)
+			return invalid("responder MAC %s is the guest's own MAC", c.ResponderMAC)
 		}
 		p.respMAC = slices.Clone(c.ResponderMAC)
 	}
 	p.respLL = LinkLocalFromMAC(p.respMAC)
 	p.duid = append([]byte{0, 3, 0, 1}, p.respMAC...)
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
-		return nil, invalid("MTU %d is outside 68..65535", c.MTU)
+		return invalid("MTU %d is outside 68..65535", c.MTU)
 	}
 	if c.LeaseTime != 0 {
 		if c.LeaseTime < MinLeaseTime || c.LeaseTime%time.Second != 0 || c.LeaseTime > 0xfffffffe*time.Second {
-			return nil, invalid("lease time %s is not a whole number of seconds between %s and 2^32-2 s", c.LeaseTime, MinLeaseTime)
+			return invalid("lease time %s is not a whole number of seconds between %s and 2^32-2 s", c.LeaseTime, MinLeaseTime)
 		}
 		p.lease = c.LeaseTime
 	}
 	if c.RouterLifetime != 0 {
 		if c.RouterLifetime < time.Second || c.RouterLifetime%time.Second != 0 || c.RouterLifetime > 9000*time.Second {
-			return nil, invalid("router lifetime %s is not a whole number of seconds between 1 s and 9000 s (RFC 4861)", c.RouterLifetime)
+			return invalid("router lifetime %s is not a whole number of seconds between 1 s and 9000 s (RFC 4861)", c.RouterLifetime)
 		}
 		p.routerLife = c.RouterLifetime
 	}
@@ -287,13 +309,18 @@ func newPlan(c Config) (*plan, error) {
 	if c.Burst > 0 {
 		p.burst = c.Burst
 	}
+	return nil
+}
 
+// setAddresses checks and takes the IPv4 and IPv6 addresses of c; an IPv6
+// prefix shorter than /128 is on-link.
+func (p *plan) setAddresses(c Config) error {
 	for i, a := range c.IPv4 {
 		if !a.IsValid() || !a.Addr().Is4() {
-			return nil, invalid("IPv4 address %s is not an IPv4 prefix", a)
+			return invalid("IPv4 address %s is not an IPv4 prefix", a)
 		}
 		if err := checkUnicast("IPv4 address", a.Addr()); err != nil {
-			return nil, err
+			return err
 		}
 		if i == 0 {
 			p.addr4 = a
@@ -303,25 +330,30 @@ func newPlan(c Config) (*plan, error) {
 	}
 	for _, a := range c.IPv6 {
 		if !a.IsValid() || !a.Addr().Is6() || a.Addr().Is4In6() {
-			return nil, invalid("IPv6 address %s is not an IPv6 prefix", a)
+			return invalid("IPv6 address %s is not an IPv6 prefix", a)
 		}
 		if err := checkUnicast("IPv6 address", a.Addr()); err != nil {
-			return nil, err
+			return err
 		}
 		if a.Addr().IsLinkLocalUnicast() {
-			return nil, invalid("IPv6 address %s is link-local: the guest makes its own", a)
+			return invalid("IPv6 address %s is link-local: the guest makes its own", a)
 		}
 		if a.Addr().Zone() != "" {
-			return nil, invalid("IPv6 address %s has a zone", a)
+			return invalid("IPv6 address %s has a zone", a)
 		}
 		p.addrs6 = append(p.addrs6, a)
 		if a.Bits() < 128 && !slices.Contains(p.onlink6, a.Masked()) {
 			p.onlink6 = append(p.onlink6, a.Masked())
 		}
 	}
+	return nil
+}
+
+// setDNS checks and takes the DNS servers and search domains of c.
+func (p *plan) setDNS(c Config) error {
 	for _, s := range c.DNS.Servers {
 		if err := checkUnicast("DNS server", s); err != nil {
-			return nil, err
+			return err
 		}
 		if s.Is4() {
 			p.dns4 = append(p.dns4, s)
@@ -332,66 +364,74 @@ func newPlan(c Config) (*plan, error) {
 	for _, d := range c.DNS.Search {
 		d, err := checkDomain(d)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.search = append(p.search, d)
 	}
+	return nil
+}
 
+// checkGateway6 checks the IPv6 gateway of c.
+func checkGateway6(c Config) error {
 	gw := c.Gateway6
 	if gw.LinkLocal.IsValid() && (!gw.LinkLocal.Is6() || !gw.LinkLocal.IsLinkLocalUnicast()) {
-		return nil, invalid("IPv6 gateway link-local address %s is not link-local", gw.LinkLocal)
+		return invalid("IPv6 gateway link-local address %s is not link-local", gw.LinkLocal)
 	}
 	if gw.Global.IsValid() {
 		if err := checkUnicast("IPv6 gateway address", gw.Global); err != nil {
-			return nil, err
+			return err
 		}
 		if !gw.Global.Is6() {
-			return nil, invalid("IPv6 gateway address %s is not IPv6", gw.Global)
+			return invalid("IPv6 gateway address %s is not IPv6", gw.Global)
 		}
 	}
 	if gw.MAC != nil {
 		if err := checkMAC("IPv6 gateway MAC", gw.MAC); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
-	var routes4 []Route
-	var default6 *Route
-	var routes6 []Route
-	for _, r := range c.Routes {
+// splitRoutes checks routes and sorts them: the IPv4 ones (but the prefix
+// route of the primary address, which is implied), the first IPv6
+// default route, and the other IPv6 ones (but the on-link routes of the
+// addresses' prefixes).
+func (p *plan) splitRoutes(routes []Route) (routes4 []Route, default6 *Route, routes6 []Route, err error) {
+	for _, r := range routes {
 		if !r.Dst.IsValid() {
-			return nil, invalid("route destination %s is not a prefix", r.Dst)
+			return nil, nil, nil, invalid("route destination %s is not a prefix", r.Dst)
 		}
 		r.Dst = r.Dst.Masked()
 		v4 := r.Dst.Addr().Is4()
 		if r.Gateway.IsValid() {
 			if r.Gateway.Is4() != v4 || r.Gateway.Is4In6() {
-				return nil, invalid("route to %s has a gateway %s of the other family", r.Dst, r.Gateway)
+				return nil, nil, nil, invalid("route to %s has a gateway %s of the other family", r.Dst, r.Gateway)
 			}
 			if err := checkUnicast("gateway of the route to "+r.Dst.String(), r.Gateway); err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 		}
-		if v4 {
-			// The prefix route of the primary address is implied.
-			if !r.Gateway.IsValid() && p.addr4.IsValid() && r.Dst == p.addr4.Masked() {
-				continue
-			}
+		switch {
+		case v4 && !r.Gateway.IsValid() && p.addr4.IsValid() && r.Dst == p.addr4.Masked():
+		case v4:
 			routes4 = append(routes4, r)
-			continue
-		}
-		if !r.Gateway.IsValid() && slices.Contains(p.onlink6, r.Dst) {
-			continue
-		}
-		if r.Dst.Bits() == 0 {
+		case !r.Gateway.IsValid() && slices.Contains(p.onlink6, r.Dst):
+		case r.Dst.Bits() == 0:
 			if default6 == nil {
 				rr := r
 				default6 = &rr
 			}
-			continue
+		default:
+			routes6 = append(routes6, r)
 		}
-		routes6 = append(routes6, r)
 	}
+	return routes4, default6, routes6, nil
+}
+
+// setIPv4Routes orders the IPv4 routes for option 121, takes the router of
+// the default route, and the DHCPv4 server identifier.
+func (p *plan) setIPv4Routes(c Config, routes4 []Route) error {
 	p.routes4 = orderRoutes4(routes4, p.addr4)
 	for _, r := range p.routes4 {
 		if r.Dst.Bits() == 0 && r.Gateway.IsValid() && !p.router4.IsValid() {
@@ -401,22 +441,25 @@ func newPlan(c Config) (*plan, error) {
 	p.server4 = c.ServerIPv4
 	if p.server4.IsValid() {
 		if !p.server4.Is4() {
-			return nil, invalid("DHCPv4 server identifier %s is not IPv4", p.server4)
+			return invalid("DHCPv4 server identifier %s is not IPv4", p.server4)
 		}
 		if err := checkUnicast("DHCPv4 server identifier", p.server4); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		p.server4 = defaultServer4(p.router4, p.routes4, p.addr4)
 	}
 	if p.addr4.IsValid() && p.server4 == p.addr4.Addr() {
-		return nil, invalid("DHCPv4 server identifier %s is the guest's own address", p.server4)
+		return invalid("DHCPv4 server identifier %s is the guest's own address", p.server4)
 	}
+	return nil
+}
 
-	// IPv6: the router advertised is the real gateway, when its link-local
-	// address is known; routes through it become the router lifetime (the
-	// default route) and route information options; on-link routes become
-	// on-link prefixes.
+// setIPv6Routes makes the router advertised the real gateway, when its
+// link-local address is known: routes through it become the router
+// lifetime (the default route) and route information options; on-link
+// routes become on-link prefixes.
+func (p *plan) setIPv6Routes(gw Gateway, default6 *Route, routes6 []Route) {
 	global := gw.Global
 	if default6 != nil && default6.Gateway.IsValid() {
 		switch g := default6.Gateway.WithZone(""); {
@@ -452,9 +495,6 @@ func newPlan(c Config) (*plan, error) {
 			p.onlink6 = append(p.onlink6, r.Dst)
 		}
 	}
-	p.hasIPv4 = p.addr4.IsValid()
-	p.hasIPv6 = len(p.addrs6) > 0 || len(p.dns6) > 0 || p.raLife > 0 || len(p.routes6) > 0 || len(p.onlink6) > 0
-	return p, nil
 }
 
 // orderRoutes4 returns the IPv4 routes in an order in which a client can

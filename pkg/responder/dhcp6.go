@@ -40,34 +40,8 @@ func (r *Responder) dhcp6(p *plan, pkt ethframe.Packet) ([][]byte, outcome) {
 	if err != nil {
 		return nil, malformedMsg
 	}
-	var rule serverIDRule
-	clientIDRequired := true
-	switch msg.MessageType {
-	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeRebind:
-		rule = serverIDAbsent
-	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
-		rule = serverIDOurs
-	case dhcpv6.MessageTypeInformationRequest:
-		rule, clientIDRequired = serverIDOptional, false
-		if len(msg.Options.Get(dhcpv6.OptionIANA)) > 0 || len(msg.Options.Get(dhcpv6.OptionIATA)) > 0 || len(msg.Options.Get(dhcpv6.OptionIAPD)) > 0 {
-			return nil, malformedMsg
-		}
-	default:
-		return nil, unsupported
-	}
-	if clientIDRequired && msg.GetOneOption(dhcpv6.OptionClientID) == nil {
-		return nil, malformedMsg
-	}
-	sid := msg.Options.ServerID()
-	switch {
-	case rule == serverIDAbsent && sid != nil:
-		return nil, malformedMsg
-	case rule == serverIDOurs && sid == nil:
-		return nil, malformedMsg
-	case sid != nil && !bytes.Equal(sid.ToBytes(), p.duid):
-		// For another server: none other is on this link, but it is not ours
-		// to answer.
-		return nil, unsupported
+	if o, ok := acceptDHCPv6(p, msg); !ok {
+		return nil, o
 	}
 
 	reply := &dhcpv6.Message{MessageType: dhcpv6.MessageTypeReply, TransactionID: msg.TransactionID}
@@ -110,16 +84,7 @@ func (r *Responder) dhcp6(p *plan, pkt ethframe.Packet) ([][]byte, outcome) {
 		reply.AddOption(dhcpv6.OptInformationRefreshTime(p.lease))
 	}
 	if config {
-		if len(p.dns6) > 0 {
-			ips := make([]net.IP, len(p.dns6))
-			for i, a := range p.dns6 {
-				ips[i] = a.AsSlice()
-			}
-			reply.AddOption(dhcpv6.OptDNS(ips...))
-		}
-		if len(p.search) > 0 {
-			reply.AddOption(dhcpv6.OptDomainSearchList(&rfc1035label.Labels{Labels: p.search}))
-		}
+		addDNS6(p, reply)
 	}
 	f, err := ethframe.UDP6(p.respMAC, p.mac, p.respLL, pkt.SrcIP.WithZone(""), dhcp6HopLimit, portDHCPv6Server, pkt.SrcPort, reply.ToBytes())
 	if err != nil {
@@ -218,4 +183,55 @@ func confirm(p *plan, msg *dhcpv6.Message) (status *dhcpv6.OptStatusCode, ok boo
 		}
 	}
 	return &dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess}, true
+}
+
+// acceptDHCPv6 checks msg against the rules of RFC 8415 for the options a
+// client must send or must not send with each message type, and the
+// server identifier (ours, or none where none belongs). It returns the
+// outcome to count and false for a message not to answer.
+func acceptDHCPv6(p *plan, msg *dhcpv6.Message) (outcome, bool) {
+	var rule serverIDRule
+	clientIDRequired := true
+	switch msg.MessageType {
+	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeRebind:
+		rule = serverIDAbsent
+	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
+		rule = serverIDOurs
+	case dhcpv6.MessageTypeInformationRequest:
+		rule, clientIDRequired = serverIDOptional, false
+		if len(msg.Options.Get(dhcpv6.OptionIANA)) > 0 || len(msg.Options.Get(dhcpv6.OptionIATA)) > 0 || len(msg.Options.Get(dhcpv6.OptionIAPD)) > 0 {
+			return malformedMsg, false
+		}
+	default:
+		return unsupported, false
+	}
+	if clientIDRequired && msg.GetOneOption(dhcpv6.OptionClientID) == nil {
+		return malformedMsg, false
+	}
+	sid := msg.Options.ServerID()
+	switch {
+	case rule == serverIDAbsent && sid != nil:
+		return malformedMsg, false
+	case rule == serverIDOurs && sid == nil:
+		return malformedMsg, false
+	case sid != nil && !bytes.Equal(sid.ToBytes(), p.duid):
+		// For another server: none other is on this link, but it is not ours
+		// to answer.
+		return unsupported, false
+	}
+	return answered, true
+}
+
+// addDNS6 adds the DNS servers and search domains of p to reply.
+func addDNS6(p *plan, reply *dhcpv6.Message) {
+	if len(p.dns6) > 0 {
+		ips := make([]net.IP, len(p.dns6))
+		for i, a := range p.dns6 {
+			ips[i] = a.AsSlice()
+		}
+		reply.AddOption(dhcpv6.OptDNS(ips...))
+	}
+	if len(p.search) > 0 {
+		reply.AddOption(dhcpv6.OptDomainSearchList(&rfc1035label.Labels{Labels: p.search}))
+	}
 }
