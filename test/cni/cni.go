@@ -54,9 +54,9 @@ var build struct {
 	dir string
 }
 
-// goTool returns the go command: the one in $GOROOT/bin when go test set
-// GOROOT, else the one on $PATH.
-func goTool() string {
+// GoCommand returns the go command: the one in $GOROOT/bin when go test
+// set GOROOT, else the one on $PATH.
+func GoCommand() string {
 	if root := os.Getenv("GOROOT"); root != "" {
 		p := filepath.Join(root, "bin", "go")
 		if _, err := os.Stat(p); err == nil {
@@ -66,16 +66,16 @@ func goTool() string {
 	return "go"
 }
 
-// moduleDir returns the root directory of the module the test runs in (a
-// test runs in its package directory).
-func moduleDir(goBin string) (string, error) {
+// ModuleDir returns the root directory of the module the test runs in (a
+// test runs in its package directory), asking the go command goBin.
+func ModuleDir(goBin string) (string, error) {
 	out, err := exec.Command(goBin, "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module; cannot build the pinned plugins")
+		return "", errors.New("not inside a Go module; cannot build the pinned tools")
 	}
 	return filepath.Dir(gomod), nil
 }
@@ -111,8 +111,8 @@ func Build(t testing.TB) string {
 	if build.dir != "" {
 		return build.dir
 	}
-	goBin := goTool()
-	modDir, err := moduleDir(goBin)
+	goBin := GoCommand()
+	modDir, err := ModuleDir(goBin)
 	if err != nil {
 		t.Fatalf("building CNI plugins: %v", err)
 	}
@@ -215,8 +215,8 @@ func BuildNetbridge(t testing.TB) string {
 }
 
 func buildNetbridge() (string, error) {
-	goBin := goTool()
-	modDir, err := moduleDir(goBin)
+	goBin := GoCommand()
+	modDir, err := ModuleDir(goBin)
 	if err != nil {
 		return "", err
 	}

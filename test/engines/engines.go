@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netbridge/netbridge/test/cni"
 )
 
 // Packages is the Debian install line of what this package needs.
@@ -54,30 +56,6 @@ func require(t testing.TB, names ...string) {
 	t.Skip("skipping: " + msg)
 }
 
-// moduleDir returns the root of the module the tests run in.
-func moduleDir() (string, error) {
-	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// goTool returns the go command that runs the tests.
-func goTool() string {
-	if root := os.Getenv("GOROOT"); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
-}
-
 var builds struct {
 	sync.Mutex
 	dir  string
@@ -102,12 +80,12 @@ func Build(t testing.TB, pkg, name string) string {
 		}
 		builds.dir, builds.done = dir, map[string]string{}
 	}
-	mod, err := moduleDir()
+	mod, err := cni.ModuleDir(cni.GoCommand())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(builds.dir, name)
-	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	cmd := exec.Command(cni.GoCommand(), "build", "-o", out, pkg)
 	cmd.Dir = mod
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
