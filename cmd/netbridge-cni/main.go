@@ -205,7 +205,7 @@ func tapInterface(nic sandbox.NIC, netnsPath string) *current.Interface {
 // container (ADD was given another stateDir).
 func del(c *call, args *skel.CmdArgs) error {
 	ctx := c.ctx
-	err := c.lib.Detach(ctx, args.ContainerID, args.IfName)
+	recorded, err := c.lib.DetachRecorded(ctx, args.ContainerID, args.IfName)
 	switch {
 	case errors.Is(err, netbridge.ErrModeConflict):
 		c.log.Warn("DEL leaves the sandbox as it is: it was set up as a whole by netbridge setup or the OCI hook, not attached by this plugin; netbridge teardown of the sandbox id removes it", "state_dir", c.lib.Dir(), "error", err.Error())
@@ -219,14 +219,17 @@ func del(c *call, args *skel.CmdArgs) error {
 	case err != nil:
 		return cniError(err)
 	}
-	if args.Netns != "" {
+	// Only a DEL whose state directory had nothing of the interface can
+	// leave wiring behind (made under another stateDir): one that undid
+	// the interface's steps has nothing left to look for.
+	if !recorded && args.Netns != "" {
 		stillWired(c, args)
 	}
 	return nil
 }
 
 // stillWired logs a warning when the interface is still wired for the
-// container after a DEL that succeeded: the wiring of an ADD whose
+// container after a DEL that succeeded with nothing recorded: the wiring of an ADD whose
 // stateDir was another than this DEL's, which DEL cannot undo (its record
 // is in that directory). It goes with the netns; netbridge teardown with
 // that state directory removes it before.
