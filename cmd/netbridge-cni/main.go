@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,7 +81,7 @@ func start(args *skel.CmdArgs) (*call, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := interruptible(ctx)
 	c := &call{conf: conf, prev: prev, ctx: ctx, log: slog.New(slog.DiscardHandler), done: func() { stop(); cancel() }}
 	if conf.LogFile != "" {
 		f, err := os.OpenFile(conf.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -94,6 +95,43 @@ func start(args *skel.CmdArgs) (*call, error) {
 	}
 	c.lib = netbridge.New(c.stateDir(), c.log)
 	return c, nil
+}
+
+// stopSignals is where SIGTERM and SIGINT arrive, registered once per
+// process and never unregistered: each registration and unregistration
+// of a signal is a round trip with the runtime's signal-mask thread, and
+// the process ends with the call (signal.NotifyContext did both per call).
+var (
+	stopSignals     chan os.Signal
+	stopSignalsOnce sync.Once
+)
+
+// interruptible returns ctx canceled as well when the process gets SIGTERM
+// or SIGINT, so that an ADD rolls back what it made, and the function that
+// releases it. A signal that arrives with no call running is kept for the
+// next one.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	stopSignalsOnce.Do(func() {
+		stopSignals = make(chan os.Signal, 1)
+		signal.Notify(stopSignals, syscall.SIGTERM, syscall.SIGINT)
+	})
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case sig := <-stopSignals:
+			if ctx.Err() != nil {
+				// Released already: the signal is the next call's.
+				select {
+				case stopSignals <- sig:
+				default:
+				}
+				return
+			}
+			cancel(fmt.Errorf("%w: got %v", context.Canceled, sig))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // stateDir is the state directory of the call: the configuration's
