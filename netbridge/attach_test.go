@@ -337,3 +337,31 @@ func TestForeignLinkInOurGroupSurvivesTeardown(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDetachRecordedSaysWhetherThereWasSomethingToUndo: DetachRecorded is
+// true for an attached interface (and leaves the pod as it was before the
+// attach), false for one the record does not have and for an id with no
+// record at all, which change nothing.
+func TestDetachRecordedSaysWhetherThereWasSomethingToUndo(t *testing.T) {
+	p := newTwoNetPod(t)
+	ctx := context.Background()
+	const id = "sb-detach-recorded"
+	before := testnet.Snapshot(t, p.pod)
+	p.attach(t, id, "eth0", sandbox.ModelTCFilter)
+	t.Cleanup(func() { teardown(t, p.stateDir, id) })
+	if recorded, err := p.lib().DetachRecorded(ctx, id, "net1"); err != nil || recorded {
+		t.Errorf("DetachRecorded of net1, never attached = %v, %v; want false, nil", recorded, err)
+	}
+	if recorded, err := p.lib().DetachRecorded(ctx, "sb-no-such-record", "eth0"); err != nil || recorded {
+		t.Errorf("DetachRecorded of an id with no record = %v, %v; want false, nil", recorded, err)
+	}
+	if recorded, err := p.lib().DetachRecorded(ctx, id, "eth0"); err != nil || !recorded {
+		t.Errorf("DetachRecorded of the attached eth0 = %v, %v; want true, nil", recorded, err)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, p.pod)); d != "" {
+		t.Errorf("the pod after detaching eth0 differs from before the attach:\n%s", d)
+	}
+	if recorded, err := p.lib().DetachRecorded(ctx, id, "eth0"); err != nil || recorded {
+		t.Errorf("DetachRecorded of eth0 again = %v, %v; want false, nil", recorded, err)
+	}
+}

@@ -21,49 +21,60 @@ import (
 // sandbox set up as a whole by Setup is refused with ErrModeConflict (an
 // sandbox.ErrInvalidConfig), and left as it is.
 func (m *Manager) Detach(ctx context.Context, id, ifname string) error {
+	_, err := m.DetachRecorded(ctx, id, ifname)
+	return err
+}
+
+// DetachRecorded is Detach, and also says whether the state directory had
+// anything of interface ifname of sandbox id to undo: false when Detach
+// had nothing to do (no record, or none of the interface). A caller that
+// looks for wiring the state directory cannot explain (made with another
+// one) needs to look only when it is false.
+func (m *Manager) DetachRecorded(ctx context.Context, id, ifname string) (recorded bool, err error) {
 	if err := linkname.Check(ifname); err != nil {
-		return fmt.Errorf("%w: interface: %w", sandbox.ErrInvalidConfig, err)
+		return false, fmt.Errorf("%w: interface: %w", sandbox.ErrInvalidConfig, err)
 	}
 	start := time.Now()
 	log := m.log.With("id", id, "interface", ifname)
 	st, rec, unlock, err := m.lockedRecord(ctx, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	if rec == nil {
 		log.Info("nothing recorded; nothing to do", "state_dir", st.Dir())
-		return nil
+		return false, nil
 	}
 	if rec.Mode != journal.ModeAttach {
-		return fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
+		return false, fmt.Errorf("%w: sandbox %q was set up as a whole (netbridge setup or the OCI hook), not interface by interface; use teardown", ErrModeConflict, id)
 	}
 	rec.SetLog(log)
-	if err := detachLocked(ctx, st, rec, ifname); err != nil {
-		return err
+	recorded, err = detachLocked(ctx, st, rec, ifname)
+	if err != nil {
+		return recorded, err
 	}
 	log.Info("detached", "netns", rec.Sandbox.Netns, "elapsed", time.Since(start))
-	return nil
+	return recorded, nil
 }
 
 // detachLocked is Detach once the lock of the sandbox is held and its
-// record read.
-func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, ifname string) error {
+// record read. recorded says whether the record had anything of ifname.
+func detachLocked(ctx context.Context, st *state.Store, rec *journal.Record, ifname string) (recorded bool, err error) {
 	mine := journal.OfIface(ifname)
 	_, requested := rec.Requests[ifname]
 	attached := slices.ContainsFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return n.Name == ifname })
 	if !requested && !attached && !slices.ContainsFunc(rec.Journal, mine) {
-		return nil
+		return false, nil
 	}
-	err := rec.UndoIn(ctx, mine)
+	err = rec.UndoIn(ctx, mine)
 	rec.Sandbox.NICs = slices.DeleteFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return n.Name == ifname })
 	if err == nil {
 		delete(rec.Requests, ifname)
 	}
 	if err = errors.Join(err, rec.SaveOrRemove(st)); err != nil {
-		return fmt.Errorf("detaching %q from sandbox %q: %w", ifname, rec.Sandbox.ID, err)
+		return true, fmt.Errorf("detaching %q from sandbox %q: %w", ifname, rec.Sandbox.ID, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Collect detaches the interfaces of CNI network network, from every
@@ -91,7 +102,7 @@ func (m *Manager) Collect(ctx context.Context, network string, keep func(id, ifn
 				if rec.Requests[ifname].Network != network || keep(id, ifname) {
 					continue
 				}
-				if err := detachLocked(ctx, st, rec, ifname); err != nil {
+				if _, err := detachLocked(ctx, st, rec, ifname); err != nil {
 					return err
 				}
 				done = append(done, id+"/"+ifname)

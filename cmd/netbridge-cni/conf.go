@@ -1,13 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/cni/pkg/types/create"
 
 	"github.com/netbridge/netbridge/sandbox"
 )
@@ -32,6 +33,9 @@ type netConf struct {
 	// that does not run as root).
 	TapOwner *uint32 `json:"tapOwner,omitempty"`
 	TapGroup *uint32 `json:"tapGroup,omitempty"`
+	// RawPrev is prevResult as it is in stdin, decoded once by parseConf
+	// (it shadows NetConf.RawPrevResult, which stays nil).
+	RawPrev json.RawMessage `json:"prevResult,omitempty"`
 	// VMConf adds to the ADD result, after the tap, the pseudo-interface
 	// firecracker-go-sdk's vmconf package reads (see vmconf.go).
 	VMConf bool `json:"vmconf,omitempty"`
@@ -97,13 +101,33 @@ func parseConf(stdin []byte) (*netConf, *current.Result, error) {
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding the network configuration", err.Error())
 	}
-	if conf.RawPrevResult == nil {
+	if len(conf.RawPrev) == 0 || string(conf.RawPrev) == "null" {
 		return conf, nil, nil
 	}
-	if err := version.ParsePrevResult(&conf.NetConf); err != nil {
+	if conf.RawPrev[0] != '{' { // json.RawMessage holds the value without the space around it
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding the network configuration", "prevResult is not a JSON object")
+	}
+	// The result is decoded once, from its bytes in stdin, in the
+	// configuration's spec version, as version.ParsePrevResult does after
+	// encoding the map it was first decoded into: a result before 1.0.0
+	// may lack its own cniVersion, so the configuration's goes first (a
+	// key the result has comes later and wins).
+	ver, err := json.Marshal(conf.CNIVersion)
+	if err != nil {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding the network configuration", err.Error())
+	}
+	raw := make([]byte, 0, len(conf.RawPrev)+len(ver)+16)
+	raw = append(append(append(raw, `{"cniVersion":`...), ver...), ',')
+	if rest := bytes.TrimLeft(conf.RawPrev[1:], " \t\r\n"); len(rest) > 0 && rest[0] == '}' {
+		raw = raw[:len(raw)-1] // an empty object: no comma before its end
+	}
+	raw = append(raw, conf.RawPrev[1:]...)
+	res, err := create.Create(conf.CNIVersion, raw)
+	if err != nil {
 		return nil, nil, types.NewError(types.ErrDecodingFailure, "decoding prevResult", err.Error())
 	}
-	prev, err := current.NewResultFromResult(conf.PrevResult)
+	conf.PrevResult = res
+	prev, err := current.NewResultFromResult(res)
 	if err != nil {
 		return nil, nil, types.NewError(types.ErrDecodingFailure, "converting prevResult to CNI "+current.ImplementedSpecVersion, err.Error())
 	}

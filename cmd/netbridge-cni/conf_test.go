@@ -321,3 +321,20 @@ func FuzzParseConf(f *testing.F) {
 		}
 	})
 }
+
+// TestParseConfPrevResultNullOrSpaced: a null prevResult is none, and one
+// with space around it and inside decodes like any other.
+func TestParseConfPrevResultNullOrSpaced(t *testing.T) {
+	_, prev, err := parseConf([]byte(`{"cniVersion":"1.0.0","name":"n","type":"netbridge","prevResult": null }`))
+	if err != nil || prev != nil {
+		t.Errorf("prevResult null: %+v, %v; want none", prev, err)
+	}
+	_, prev, err = parseConf([]byte("{\"cniVersion\":\"0.4.0\",\"name\":\"n\",\"type\":\"netbridge\",\"prevResult\" :\n\t { \"interfaces\" : [ {\"name\":\"eth0\"} ] ,\"ips\":[{\"version\":\"4\",\"address\":\"192.0.2.2/24\",\"interface\":0}]} \n}"))
+	if err != nil || prev == nil || len(prev.Interfaces) != 1 || prev.Interfaces[0].Name != "eth0" || len(prev.IPs) != 1 || prev.IPs[0].Address.String() != "192.0.2.2/24" {
+		t.Errorf("a spaced 0.4.0 prevResult: %+v, %v", prev, err)
+	}
+	_, prev, err = parseConf([]byte(`{"cniVersion":"0.3.1","name":"n","type":"netbridge","prevResult":{ }}`))
+	if err != nil || prev == nil || len(prev.Interfaces) != 0 {
+		t.Errorf("an empty prevResult: %+v, %v; want an empty result", prev, err)
+	}
+}
