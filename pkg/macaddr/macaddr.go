@@ -3,17 +3,16 @@
 package macaddr
 
 import (
+	"crypto/sha256"
 	"net"
 	"strconv"
-
-	"github.com/netbridge/netbridge/pkg/digest"
 )
 
 // Derive returns the MAC derived from seed: the first six bytes of
 // SHA-256(seed) with the locally administered bit set and the multicast bit
 // cleared. The same seed always gives the same address.
 func Derive(seed string) net.HardwareAddr {
-	sum := digest.Sum256([]byte(seed))
+	sum := sha256.Sum256([]byte(seed))
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = (mac[0] | 0x02) &^ 0x01
 	return mac

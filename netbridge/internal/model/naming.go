@@ -1,11 +1,11 @@
 package model
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"net"
 
 	"github.com/netbridge/netbridge/netbridge/internal/netview"
-	"github.com/netbridge/netbridge/pkg/digest"
 	"github.com/netbridge/netbridge/pkg/linkname"
 	"github.com/netbridge/netbridge/pkg/macaddr"
 	"github.com/netbridge/netbridge/pkg/state"
@@ -29,7 +29,7 @@ func NameFor(prefix, ifname string) string {
 	if len(prefix)+len(ifname) <= linkname.MaxLen {
 		return prefix + ifname
 	}
-	sum := digest.Sum256([]byte(ifname))
+	sum := sha256.Sum256([]byte(ifname))
 	return prefix + linkname.Cut(ifname, linkname.MaxLen-len(prefix)-6) + "-" + hex.EncodeToString(sum[:])[:5]
 }
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -9,7 +10,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netbridge/netbridge/netbridge/internal/journal"
-	"github.com/netbridge/netbridge/pkg/digest"
 	"github.com/netbridge/netbridge/pkg/tap"
 )
 
@@ -56,7 +56,7 @@ func TapStep(j *Job) (journal.Planned, error) {
 // under, before it is tagged: "nbt" and 12 hex digits of a hash of both,
 // a name nobody else gives a link.
 func tmpTapName(id, name string) string {
-	sum := digest.Sum256([]byte(id + "\x00" + name))
+	sum := sha256.Sum256([]byte(id + "\x00" + name))
 	return "nbt" + hex.EncodeToString(sum[:6])
 }
 
