@@ -43,6 +43,8 @@ type Event struct {
 	Kind EventKind `json:"event"`
 	// Interface is the CNI interface of the NIC.
 	Interface string `json:"interface"`
+	// Device is the id of the VM's device for the NIC, with a HotPlugger.
+	Device string `json:"device,omitempty"`
 	// Tap is the device the NIC's guest side uses.
 	Tap string `json:"tap,omitempty"`
 	// GuestMAC is the MAC the guest sees.
@@ -62,18 +64,22 @@ type Event struct {
 }
 
 // HotPlugger is the hypervisor side of Reconcile: it plugs one NIC into a
-// running VM and out of it, and says which it holds. NICs are known by the
-// name of their CNI interface (sandbox.NIC.Name), which an adapter maps to
-// its own deterministic device ids.
+// running VM and out of it, and says which it holds, by device ids it
+// derives from the NIC's interface name alone (so that a later process
+// finds the same ids).
 type HotPlugger interface {
-	// Plugged returns the interfaces whose NICs the VM holds.
+	// DeviceID returns the id the VM's device for the NIC of interface
+	// ifname has.
+	DeviceID(ifname string) string
+	// Plugged returns the ids of the NIC devices the VM holds, as DeviceID
+	// makes them (devices of other ids are not the HotPlugger's).
 	Plugged(ctx context.Context) ([]string, error)
 	// Plug adds nic, whose queue files (and vhost files) are open; the
 	// caller closes them once Plug returns.
 	Plug(ctx context.Context, nic sandbox.NIC) error
-	// Unplug removes the NIC of interface ifname, waiting until the guest
-	// released it; a NIC the VM does not hold is not an error.
-	Unplug(ctx context.Context, ifname string) error
+	// Unplug removes device id, waiting until the guest released it; a
+	// device the VM does not hold is not an error.
+	Unplug(ctx context.Context, id string) error
 }
 
 // Reconcile brings the wiring of recorded sandbox id in step with its
@@ -362,42 +368,51 @@ func (s *session) hotplug(ctx context.Context, rec *journal.Record, hp HotPlugge
 		return events, err
 	}
 	var errs []error
-	report := func(kind EventKind, ifname string, err error, nic *sandbox.NIC) {
+	report := func(kind EventKind, ifname, id string, err error, nic *sandbox.NIC) {
 		for i := range events {
-			if events[i].Kind == kind && events[i].Interface == ifname {
-				events[i].Err, events[i].Hotplugged = err, err == nil
+			if events[i].Kind == kind && events[i].Interface == ifname && ifname != "" {
+				events[i].Err, events[i].Hotplugged, events[i].Device = err, err == nil, id
 				return
 			}
 		}
-		e := Event{Kind: kind, Interface: ifname, Hotplugged: err == nil, Err: err}
+		e := Event{Kind: kind, Interface: ifname, Device: id, Hotplugged: err == nil, Err: err}
 		if nic != nil {
 			e.Tap, e.GuestMAC, e.NIC = nic.Tap, nic.GuestMAC.String(), *nic
 		}
 		events = append(events, e)
 	}
-	recorded := func(name string) bool {
-		return slices.ContainsFunc(rec.Sandbox.NICs, func(n sandbox.NIC) bool { return n.Name == name })
+	want := map[string]bool{}
+	for _, nic := range rec.Sandbox.NICs {
+		want[hp.DeviceID(nic.Name)] = true
 	}
-	for _, name := range plugged {
-		if recorded(name) {
+	for _, id := range plugged {
+		if want[id] {
 			continue
 		}
-		err := hp.Unplug(ctx, name)
+		// A NIC of an interface no longer recorded: its event names the
+		// interface when this reconcile removed it.
+		name := ""
+		for _, e := range events {
+			if e.Kind == EventRemoved && hp.DeviceID(e.Interface) == id {
+				name = e.Interface
+			}
+		}
+		err := hp.Unplug(ctx, id)
 		if err != nil {
-			err = fmt.Errorf("unplugging the NIC of interface %q: %w", name, err)
+			err = fmt.Errorf("unplugging device %s: %w", id, err)
 			errs = append(errs, err)
 		}
-		report(EventRemoved, name, err, nil)
+		report(EventRemoved, name, id, err, nil)
 	}
 	for _, nic := range rec.Sandbox.NICs {
-		if slices.Contains(plugged, nic.Name) {
+		if slices.Contains(plugged, hp.DeviceID(nic.Name)) {
 			continue
 		}
 		err := s.plug(ctx, hp, nic)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		report(EventAdded, nic.Name, err, &nic)
+		report(EventAdded, nic.Name, hp.DeviceID(nic.Name), err, &nic)
 	}
 	return events, errors.Join(errs...)
 }

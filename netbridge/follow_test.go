@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -23,13 +24,19 @@ type fakeVM struct {
 	failing error // when set, every call fails with it
 }
 
+func (f *fakeVM) DeviceID(ifname string) string { return "nic-" + ifname }
+
 func (f *fakeVM) Plugged(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failing != nil {
 		return nil, f.failing
 	}
-	return slices.Clone(f.nics), nil
+	var ids []string
+	for _, n := range f.nics {
+		ids = append(ids, f.DeviceID(n))
+	}
+	return ids, nil
 }
 
 func (f *fakeVM) Plug(_ context.Context, nic sandbox.NIC) error {
@@ -49,7 +56,8 @@ func (f *fakeVM) Plug(_ context.Context, nic sandbox.NIC) error {
 	return nil
 }
 
-func (f *fakeVM) Unplug(_ context.Context, ifname string) error {
+func (f *fakeVM) Unplug(_ context.Context, id string) error {
+	ifname := strings.TrimPrefix(id, "nic-")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failing != nil {
@@ -73,7 +81,11 @@ func reconcile(t *testing.T, p *pod, id string, hp netbridge.HotPlugger) []netbr
 func kinds(events []netbridge.Event) []string {
 	var s []string
 	for _, e := range events {
-		s = append(s, string(e.Kind)+" "+e.Interface)
+		what := e.Interface
+		if what == "" {
+			what = "device " + e.Device
+		}
+		s = append(s, string(e.Kind)+" "+what)
 	}
 	return s
 }
@@ -323,4 +335,25 @@ func splitLines(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// TestReconcileConvergesTheVMWithTheRecord: a follow killed after it
+// unwired net1 and before it unplugged it left the VM with a device the
+// record does not have, and one killed before it plugged eth0 left eth0
+// out: the next Reconcile unplugs the one and plugs the other, once.
+func TestReconcileConvergesTheVMWithTheRecord(t *testing.T) {
+	p := newPod(t, 0)
+	const id = "follow-6"
+	p.setup(t, p.config(id))
+	vm := &fakeVM{nics: []string{"net1"}}
+	ev := reconcile(t, p, id, vm)
+	if got := kinds(ev); !slices.Equal(got, []string{"removed device nic-net1", "added eth0"}) {
+		t.Fatalf("events = %v, want [removed device nic-net1, added eth0]", got)
+	}
+	if !slices.Equal(vm.nics, []string{"eth0"}) || !slices.Equal(vm.unplugs, []string{"net1"}) {
+		t.Errorf("the VM holds %v after unplugging %v; want [eth0] after [net1]", vm.nics, vm.unplugs)
+	}
+	if ev := reconcile(t, p, id, vm); len(ev) != 0 {
+		t.Errorf("second Reconcile: events %v, want none", kinds(ev))
+	}
 }
