@@ -53,9 +53,7 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 	w := &lineWriter{w: e.stdout, flush: e.flush}
 	opts := netbridge.FollowOptions{}
 	if socket != "" {
-		vm := hotplug.NewVM(socket)
-		defer vm.Close()
-		opts.HotPlugger = vm
+		opts.HotPlugger = hotplug.NewVM(socket)
 	}
 	var last string // the last error reported: each is reported once
 	opts.OnEvent = func(ev netbridge.FollowEvent) {

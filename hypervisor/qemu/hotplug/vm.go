@@ -3,7 +3,6 @@ package hotplug
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -28,18 +27,6 @@ type VM struct {
 // yet.
 func NewVM(path string) *VM { return &VM{socket: path} }
 
-// Close closes the QMP connection, if one is open.
-func (v *VM) Close() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.q == nil {
-		return nil
-	}
-	err := v.q.Close()
-	v.q = nil
-	return err
-}
-
 // DeviceID returns the id of the device of the NIC of interface ifname, as
 // render --for qemu and Add name it.
 func (v *VM) DeviceID(ifname string) string {
@@ -49,25 +36,18 @@ func (v *VM) DeviceID(ifname string) string {
 // devicePrefix is how the ids DeviceID returns begin.
 const devicePrefix = nicdata.DevicePrefix
 
-// with runs fn on the connection, dialing it first when needed; after a
-// failure that is not QEMU's answer, the connection is dropped.
+// with runs fn on a connection dialed for it and closed after: QEMU
+// serves one client at a time on a QMP socket, so none is held between
+// calls, and a QEMU that went away and came back is found.
 func (v *VM) with(ctx context.Context, fn func(*qmp.Conn) error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.q == nil {
-		q, err := qmp.Dial(ctx, v.socket)
-		if err != nil {
-			return err
-		}
-		v.q = q
+	q, err := qmp.Dial(ctx, v.socket)
+	if err != nil {
+		return err
 	}
-	err := fn(v.q)
-	var qe *qmp.Error
-	if err != nil && !errors.As(err, &qe) {
-		v.q.Close()
-		v.q = nil
-	}
-	return err
+	defer q.Close()
+	return fn(q)
 }
 
 // Plugged returns the ids of the NIC devices QEMU holds (those under
