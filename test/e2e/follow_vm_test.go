@@ -14,13 +14,17 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
+
 	"github.com/netbridge/netbridge/hypervisor/guest"
 	"github.com/netbridge/netbridge/hypervisor/qemu"
+	"github.com/netbridge/netbridge/hypervisor/qemu/hotplug"
 	"github.com/netbridge/netbridge/netbridge"
 	"github.com/netbridge/netbridge/sandbox"
 	"github.com/netbridge/netbridge/test/cni"
@@ -162,5 +166,222 @@ func TestVMFollowHotplugsANetworkAddedToTheRunningPod(t *testing.T) {
 	}
 	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
 		t.Errorf("pod netns after teardown:\n%s", d)
+	}
+}
+
+// procCounts returns the open fds and threads of process pid.
+func procCounts(t *testing.T, pid int) (fds, threads int) {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			fmt.Sscan(strings.TrimSpace(v), &threads)
+		}
+	}
+	return len(ents), threads
+}
+
+// qemuNICs returns the NIC device ids QEMU holds.
+func qemuNICs(t *testing.T, sock string) []string {
+	t.Helper()
+	ids, err := hotplug.NewVM(sock).Plugged(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// podTaps counts the taps in the pod netns.
+func podTaps(t *testing.T, pod ns.NetNS) int {
+	t.Helper()
+	links, err := testnet.Handle(t, pod).LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range links {
+		if l.Type() == "tuntap" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestVMFollowCyclesKillsAndQEMUGone runs 20 add/remove cycles of net1
+// under follow --qmp against a real guest, counting follow's fds and
+// threads, the pod's taps and QEMU's NICs; then SIGKILLs follow right
+// after a CNI ADD and right after a CNI DEL, and checks that a new follow
+// converges; then kills QEMU: follow keeps the wiring right, reports the
+// failure and does not exit.
+func TestVMFollowCyclesKillsAndQEMUGone(t *testing.T) {
+	vm.Require(t)
+	ctx := context.Background()
+	node, pod := topology(t, 0)
+	before := testnet.Snapshot(t, pod)
+	dir := t.TempDir()
+	const id = "e2e-follow-cycles"
+	sb, err := netbridge.New(dir, nil).Setup(ctx, sandbox.Config{ID: id, Netns: pod.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netbridge.New(dir, nil).Teardown(ctx, id) })
+	cmdline, err := guest.Cmdline(sb.NICs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	netArgs, err := qemu.ByName(sb.NICs, qemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockDir, err := os.MkdirTemp("", "nbqmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "qmp.sock")
+	netArgs = append(netArgs, "-qmp", "unix:"+strings.ReplaceAll(sock, ",", ",,")+",server=on,wait=off")
+	g := vm.Boot(t, pod.Path(), netArgs, nil, cmdline+" nbtest.wait=170", vmLifetime)
+	if _, err := g.WaitFor("NBTEST WAIT", vmMarkerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	bin := cni.Build(t)
+	conf := []byte(`{"cniVersion":"1.0.0","name":"follow-cycles","type":"bridge","bridge":"nbfolcy0","isGateway":true,"ipMasq":false,` +
+		`"ipam":{"type":"host-local","ranges":[[{"subnet":"192.0.2.0/24","gateway":"192.0.2.1"}]]}}`)
+	add := func(i int) *cni.Attachment { return cni.Add(t, bin, conf, node, pod, fmt.Sprintf("ctr-%d", i), "net1") }
+
+	f := startFollow(t, dir, id, "--qmp", sock)
+	waitFollowing(t, f, dir, id)
+	pid := f.cmd.Process.Pid
+	var added, removed []int64
+	var fds0, threads0 int
+	const cycles = 20
+	for i := range cycles {
+		att := add(i)
+		if l := f.expect(t, "net1"); l.Event != "added" || !l.Hotplugged {
+			t.Fatalf("cycle %d: %+v; stderr:\n%s", i, l, f.stderr.String())
+		} else {
+			added = append(added, *l.ElapsedMS)
+		}
+		if err := att.Del(); err != nil {
+			t.Fatal(err)
+		}
+		if l := f.expect(t, "net1"); l.Event != "removed" || !l.Hotplugged {
+			t.Fatalf("cycle %d: %+v; stderr:\n%s", i, l, f.stderr.String())
+		} else {
+			removed = append(removed, *l.ElapsedMS)
+		}
+		if i == 0 {
+			fds0, threads0 = procCounts(t, pid)
+		}
+	}
+	fds, threads := procCounts(t, pid)
+	t.Logf("%d cycles: follow fds %d after the first, %d after the last; threads %d, %d", cycles, fds0, fds, threads0, threads)
+	if fds != fds0 {
+		t.Errorf("follow's open fds went from %d to %d over %d cycles", fds0, fds, cycles)
+	}
+	if taps := podTaps(t, pod); taps != 1 {
+		t.Errorf("%d taps in the pod after the cycles, want 1", taps)
+	}
+	if ids := qemuNICs(t, sock); !slices.Equal(ids, []string{"nic-eth0"}) {
+		t.Errorf("QEMU holds %v after the cycles, want [nic-eth0]", ids)
+	}
+	pct := func(v []int64, p int) int64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		return s[(len(s)-1)*p/100]
+	}
+	t.Logf("netlink change to hot-plug done (device_add): median %d ms, p90 %d ms; to unplug done (DEVICE_DELETED): median %d ms, p90 %d ms",
+		pct(added, 50), pct(added, 90), pct(removed, 50), pct(removed, 90))
+
+	// SIGKILL right after a CNI ADD, then a new follow converges.
+	att := add(100)
+	if err := f.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t)
+	f = startFollow(t, dir, id, "--qmp", sock)
+	waitUntil(t, "QEMU holding nic-eth0 and nic-net1", func() bool {
+		return slices.Equal(qemuNICs(t, sock), []string{"nic-eth0", "nic-net1"})
+	})
+	if err := netbridge.New(dir, nil).CheckInterface(ctx, id, "net1"); err != nil {
+		t.Errorf("net1 after a follow killed right after its ADD and a new one: %v", err)
+	}
+	// SIGKILL right after the CNI DEL.
+	if err := att.Del(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t)
+	f = startFollow(t, dir, id, "--qmp", sock)
+	waitUntil(t, "QEMU holding only nic-eth0", func() bool { return slices.Equal(qemuNICs(t, sock), []string{"nic-eth0"}) })
+	waitUntil(t, "one tap in the pod", func() bool { return podTaps(t, pod) == 1 })
+	if err := netbridge.New(dir, nil).Check(ctx, id); err != nil {
+		t.Errorf("check after a follow killed right after a DEL and a new one: %v", err)
+	}
+
+	f.drain(t) // the new follow's events of its convergence
+
+	// QEMU gone: the wiring stays right, the failure is reported, follow
+	// goes on.
+	g.Kill()
+	g.Wait(30 * time.Second)
+	att = add(200)
+	l := f.expect(t, "net1")
+	if l.Event != "added" || l.Hotplugged || l.Error == "" {
+		t.Errorf("event after net1 was added with QEMU gone: %+v", l)
+	}
+	if err := netbridge.New(dir, nil).Check(ctx, id); err != nil {
+		t.Errorf("check with QEMU gone: %v", err)
+	}
+	if err := att.Del(); err != nil {
+		t.Fatal(err)
+	}
+	if l := f.expect(t, "net1"); l.Event != "removed" || l.Hotplugged {
+		t.Errorf("event after net1's DEL with QEMU gone: %+v", l)
+	}
+	if f.cmd.ProcessState != nil {
+		t.Fatalf("follow exited with QEMU gone: %v", f.cmd.ProcessState)
+	}
+	if err := f.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.wait(t); code != 0 {
+		t.Errorf("follow exited %d on SIGTERM; stderr:\n%s", code, f.stderr.String())
+	}
+	if n := strings.Count(f.stderr.String(), "\n"); n > 1 {
+		t.Errorf("follow reported the lost QEMU %d times, want once:\n%s", n, f.stderr.String())
+	}
+	if err := netbridge.New(dir, nil).Teardown(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if d := testnet.Diff(before, testnet.Snapshot(t, pod)); d != "" {
+		t.Errorf("pod netns after teardown:\n%s", d)
+	}
+}
+
+// drain logs the events follow printed so far (it waits until follow is
+// quiet for a second).
+func (f *follower) drain(t *testing.T) {
+	t.Helper()
+	for {
+		select {
+		case l, ok := <-f.lines:
+			if !ok {
+				return
+			}
+			t.Logf("drained %+v", l)
+		case <-time.After(time.Second):
+			return
+		}
 	}
 }
