@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,5 +326,61 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestFollowCLIQMPSocketNotQEMU: follow with a --qmp socket whose server
+// is not QEMU keeps the wiring right, reports the failure once and goes on.
+func TestFollowCLIQMPSocketNotQEMU(t *testing.T) {
+	node, pod := topology(t, 0)
+	dir := t.TempDir()
+	const id = "e2e-follow-notqemu"
+	run(t, "setup", "--netns", pod.Path(), "--id", id, "--state-dir", dir)
+	t.Cleanup(func() { exec.Command(netbridgeBinary(t), "teardown", "--id", id, "--state-dir", dir).Run() })
+	sockDir, err := os.MkdirTemp("", "nbnotqmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nnot QMP\n"))
+			c.Close()
+		}
+	}()
+	f := startFollow(t, dir, id, "--qmp", sock)
+	waitFollowing(t, f, dir, id)
+	att := addNet1(t, node, pod, "notqemu")
+	if l := f.expect(t, "net1"); l.Event != "added" || l.Hotplugged || l.Error == "" {
+		t.Errorf("event after net1 was added: %+v", l)
+	}
+	run(t, "check", "--id", id, "--state-dir", dir)
+	if err := att.Del(); err != nil {
+		t.Fatal(err)
+	}
+	if l := f.expect(t, "net1"); l.Event != "removed" || l.Hotplugged {
+		t.Errorf("event after net1's DEL: %+v", l)
+	}
+	if f.cmd.ProcessState != nil {
+		t.Fatalf("follow exited: %v", f.cmd.ProcessState)
+	}
+	if err := f.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.wait(t); code != 0 {
+		t.Errorf("follow exited %d on SIGTERM", code)
+	}
+	if n := strings.Count(f.stderr.String(), "\n"); n > 1 {
+		t.Errorf("follow reported the failure %d times, want once:\n%s", n, f.stderr.String())
 	}
 }

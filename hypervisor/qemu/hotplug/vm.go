@@ -15,12 +15,11 @@ import (
 
 // VM plugs one NIC at a time into a running QEMU and out of it, over the
 // QMP socket at a path: the hypervisor side of a follow (its methods make
-// it a netbridge.HotPlugger). It dials the socket when it needs it and
-// again after a failure, so a QEMU that went away and came back is found.
+// it a netbridge.HotPlugger). Each call dials the socket anew, so a QEMU
+// that went away and came back is found.
 type VM struct {
 	socket string
 	mu     sync.Mutex
-	q      *qmp.Conn
 }
 
 // NewVM returns the VM behind the QMP socket at path; nothing is dialed
