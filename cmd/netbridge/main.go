@@ -49,6 +49,7 @@ func init() {
 		{"probe", "[--output text|json]", "report kernel features and which models work", runProbe},
 		{"exec", "--id ID [--no-append] [--driver D] -- CMD [ARGS...]", "run CMD (QEMU) in the sandbox netns with every NIC's queues open as fds 3, 4, ... and the fd-form NIC arguments appended", runExec},
 		{"hotplug", "--id ID --qmp SOCKET [--unplug]", "add the sandbox's NICs to a running QEMU over QMP (fds passed with getfd), or remove them", runHotplug},
+		{"follow", "--id ID [--qmp SOCKET] [--state-dir DIR] [--output text|json]", "keep a running sandbox's wiring, and with --qmp its QEMU's NICs, in step with its netns, in the foreground (one line per event)", runFollow},
 		{"hook", "prestart|createRuntime|poststop [--state-dir DIR] [--log-file FILE] [--timeout D] [setup flags]", "run as an OCI runtime hook (container state on stdin)", runHook},
 		{"hooks-config", "[--binary PATH] [--stage prestart|createRuntime|poststop] [--timeout S] [-- setup flags]", "print a containers hooks.d entry for the hook", runHooksConfig},
 		{"install", "[--cni-conf-dir DIR] [--cni-bin-dir DIR] [--network NAME] [--pod-annotation KEY[=VALUE]] [--hooks-dir DIR] [--state-dir DIR] [--watch]", "install netbridge on this node: the CNI plugin, appended to the runtime's network configuration, and hooks.d entries", runInstall},

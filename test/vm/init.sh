@@ -34,6 +34,10 @@
 #	                         configure the NICs then (as at boot), run the
 #	                         actions above, and finally wait at most SECONDS
 #	                         for the NICs to be unplugged again
+#	nbtest.late=MAC[,MAC]... with nbtest.hotplug: only the NICs of these MACs
+#	                         are hot-plugged (the others are there at boot):
+#	                         wait for all of them, then configure every NIC,
+#	                         and at the end wait for these to be unplugged
 #	nbtest.powerdown=SECONDS last, wait at most SECONDS for a press of the
 #	                         ACPI power button (QMP system_powerdown)
 
@@ -216,8 +220,28 @@ configure_nics() {
 # NICs to be hot-plugged are absent at boot: wait for them, then
 # configure them the same way.
 hotplug=$(arg nbtest.hotplug)
+late=$(arg nbtest.late)
 plugged=""
-if [ -n "$hotplug" ]; then
+if [ -n "$hotplug" ] && [ -n "$late" ]; then
+	say "HOTPLUG WAIT $hotplug"
+	IFS=,
+	set -- $late
+	IFS=$ifs
+	ticks=0
+	for mac in "$@"; do
+		while ! present "$mac" >/dev/null && [ $ticks -lt $((hotplug * 10)) ]; do
+			sleep 0.1
+			ticks=$((ticks + 1))
+		done
+		if ifname=$(present "$mac"); then
+			say "HOTPLUG $mac $ifname"
+			plugged="$plugged $mac"
+		else
+			fail "NIC $mac did not appear within $hotplug s"
+		fi
+	done
+	configure_nics
+elif [ -n "$hotplug" ]; then
 	say "HOTPLUG WAIT $hotplug"
 	ticks=0
 	while [ $ticks -lt $((hotplug * 10)) ]; do
