@@ -110,37 +110,58 @@ func (m *Manager) Follow(ctx context.Context, id string, o FollowOptions) error 
 	}
 	defer stop()
 
-	var first time.Time // the first change of the burst; zero: none
-	run := func() error {
-		began := first
-		if began.IsZero() {
-			began = time.Now()
-		}
-		first = time.Time{}
-		err := m.Reconcile(ctx, id, o.HotPlugger, func(e Event) {
-			if o.OnEvent != nil {
-				o.OnEvent(FollowEvent{Event: e, Elapsed: time.Since(began)})
-			}
-		})
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, ErrNotFound):
-			return fmt.Errorf("following sandbox %q: %w", id, ErrTornDown)
-		case errors.Is(err, ErrNetnsGone), ctx.Err() != nil:
-			return err
-		}
-		if o.OnError != nil {
-			o.OnError(err)
-		}
-		return nil
-	}
-	if err := run(); err != nil {
+	f := &follower{m: m, ctx: ctx, id: id, o: o}
+	if err := f.reconcile(); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	return f.loop(changes, sb.Netns)
+}
+
+// follower is one Follow: the sandbox it follows, and the start of the
+// burst of netlink changes being settled.
+type follower struct {
+	m     *Manager
+	ctx   context.Context
+	id    string
+	o     FollowOptions
+	first time.Time // the first change of the burst; zero: none
+}
+
+// reconcile runs one Reconcile, reporting its events with the time since
+// the burst began. It returns an error that ends the follow: the sandbox
+// torn down, its netns gone, the context ended; others go to OnError.
+func (f *follower) reconcile() error {
+	began := f.first
+	if began.IsZero() {
+		began = time.Now()
+	}
+	f.first = time.Time{}
+	err := f.m.Reconcile(f.ctx, f.id, f.o.HotPlugger, func(e Event) {
+		if f.o.OnEvent != nil {
+			f.o.OnEvent(FollowEvent{Event: e, Elapsed: time.Since(began)})
+		}
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("following sandbox %q: %w", f.id, ErrTornDown)
+	case errors.Is(err, ErrNetnsGone), f.ctx.Err() != nil:
+		return err
+	}
+	if f.o.OnError != nil {
+		f.o.OnError(err)
+	}
+	return nil
+}
+
+// loop reconciles after each burst of changes has settled, and every
+// Resync, until the context ends or a reconcile ends the follow.
+func (f *follower) loop(changes <-chan struct{}, netnsPath string) error {
+	ctx, o := f.ctx, f.o
 	settle := time.NewTimer(o.Settle)
 	settle.Stop()
 	resync := time.NewTicker(o.Resync)
@@ -151,20 +172,20 @@ func (m *Manager) Follow(ctx context.Context, id string, o FollowOptions) error 
 			return nil
 		case _, ok := <-changes:
 			if !ok {
-				return fmt.Errorf("following sandbox %q: the netlink watch of netns %q ended", id, sb.Netns)
+				return fmt.Errorf("following sandbox %q: the netlink watch of netns %q ended", f.id, netnsPath)
 			}
-			if first.IsZero() {
-				first = time.Now()
+			if f.first.IsZero() {
+				f.first = time.Now()
 			}
 			settle.Reset(o.Settle)
 			continue
 		case <-settle.C:
 		case <-resync.C:
-			if !first.IsZero() {
+			if !f.first.IsZero() {
 				continue // a burst is settling
 			}
 		}
-		if err := run(); err != nil {
+		if err := f.reconcile(); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -169,6 +169,21 @@ func TestVMFollowHotplugsANetworkAddedToTheRunningPod(t *testing.T) {
 	}
 }
 
+// settledCounts returns the fewest open fds and threads of process pid
+// over half a second of samples: what it holds between reconcile passes
+// (a pass, every resync, holds the netns, netlink and QMP sockets for a
+// moment), so that only what stays open counts.
+func settledCounts(t *testing.T, pid int) (fds, threads int) {
+	t.Helper()
+	fds, threads = procCounts(t, pid)
+	for range 10 {
+		time.Sleep(50 * time.Millisecond)
+		f, th := procCounts(t, pid)
+		fds, threads = min(fds, f), min(threads, th)
+	}
+	return fds, threads
+}
+
 // procCounts returns the open fds and threads of process pid.
 func procCounts(t *testing.T, pid int) (fds, threads int) {
 	t.Helper()
@@ -279,10 +294,10 @@ func TestVMFollowCyclesKillsAndQEMUGone(t *testing.T) {
 			removed = append(removed, *l.ElapsedMS)
 		}
 		if i == 0 {
-			fds0, threads0 = procCounts(t, pid)
+			fds0, threads0 = settledCounts(t, pid)
 		}
 	}
-	fds, threads := procCounts(t, pid)
+	fds, threads := settledCounts(t, pid)
 	t.Logf("%d cycles: follow fds %d after the first, %d after the last; threads %d, %d", cycles, fds0, fds, threads0, threads)
 	if fds != fds0 {
 		t.Errorf("follow's open fds went from %d to %d over %d cycles", fds0, fds, cycles)
