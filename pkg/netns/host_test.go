@@ -247,7 +247,7 @@ func TestNsfsMounts(t *testing.T) {
 542 28 0:4 net:[4026532500] /tmp/with\040space/ns rw shared:1 - nsfs nsfs rw
 543 28 0:4 mnt:[4026532500] /tmp/mnt rw - nsfs nsfs rw
 `
-	got := nsfsMounts(info, "net:[4026532500]")
+	got := nsfsMounts(strings.NewReader(info), "net:[4026532500]")
 	want := []string{"/run/netns/a", "/tmp/with space/ns"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("nsfsMounts = %q, want %q", got, want)

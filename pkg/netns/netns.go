@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -332,12 +334,12 @@ func (n *NS) Cookie() (uint64, error) {
 // findMounted opens an nsfs mount of namespace id listed in
 // /proc/self/mountinfo that match accepts, if there is one.
 func findMounted(id ID, match func(*NS) bool) *NS {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
-	want := fmt.Sprintf("net:[%d]", id.Ino)
-	for _, point := range nsfsMounts(string(b), want) {
+	defer f.Close()
+	for _, point := range nsfsMounts(f, fmt.Sprintf("net:[%d]", id.Ino)) {
 		if n := openIf(point, match); n != nil {
 			return n
 		}
@@ -346,39 +348,19 @@ func findMounted(id ID, match func(*NS) bool) *NS {
 }
 
 // nsfsMounts returns the mount points of the nsfs mounts in mountinfo
-// whose root is root ("net:[INODE]").
-func nsfsMounts(mountinfo, root string) []string {
-	var points []string
-	for line := range strings.Lines(mountinfo) {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "nsfs ") {
-			continue
-		}
-		// ID, parent ID, major:minor, root, mount point, ...
-		f := strings.Fields(pre)
-		if len(f) < 5 || f[3] != root {
-			continue
-		}
-		points = append(points, unescapeMountinfo(f[4]))
+// (the format of /proc/self/mountinfo) whose root is root ("net:[INODE]").
+func nsfsMounts(r io.Reader, root string) []string {
+	infos, err := mountinfo.GetMountsFromReader(r, func(i *mountinfo.Info) (skip, stop bool) {
+		return i.FSType != "nsfs" || i.Root != root, false
+	})
+	if err != nil {
+		return nil
+	}
+	points := make([]string, len(infos))
+	for i, info := range infos {
+		points[i] = info.Mountpoint
 	}
 	return points
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a path
-// in /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // findInProcesses opens namespace id through a process that is in it,

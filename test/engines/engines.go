@@ -11,7 +11,6 @@
 package engines
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/netbridge/netbridge/test/cni"
 )
@@ -122,44 +123,18 @@ func shortTempDir(t testing.TB, prefix string) string {
 	return dir
 }
 
-// mountsUnder returns the mount points at or under dir, deepest last.
+// mountsUnder returns the mount points at or under dir, in the order of
+// /proc/self/mountinfo (deepest last).
 func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
+	out := make([]string, len(infos))
+	for i, info := range infos {
+		out[i] = info.Mountpoint
 	}
 	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // unmountUnder lazily unmounts every mount at or under dir, deepest first.

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -245,7 +246,7 @@ func mountRunDir() error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("locking %s: %w", runDirLock, err)
 	}
-	mounted, err := isMountPoint(RunDir)
+	mounted, err := mountinfo.Mounted(RunDir)
 	if err != nil || mounted {
 		return err
 	}
@@ -256,21 +257,6 @@ func mountRunDir() error {
 		return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
 	}
 	return nil
-}
-
-// isMountPoint reports whether dir is a mount point of this mount
-// namespace (/proc/self/mountinfo).
-func isMountPoint(dir string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // linkUp brings the link name of n up.
