@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -60,13 +59,8 @@ func TestVMFollowHotplugsANetworkAddedToTheRunningPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sockDir, err := os.MkdirTemp("", "nbqmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "qmp.sock")
-	netArgs = append(netArgs, "-qmp", "unix:"+strings.ReplaceAll(sock, ",", ",,")+",server=on,wait=off")
+	sock, qmpArgs := qmpSocket(t)
+	netArgs = append(netArgs, qmpArgs...)
 	actions := fmt.Sprintf("nbtest.hotplug=%d nbtest.late=%s nbtest.ping=%s,%s nbtest.wait=%d nbtest.echoes=2,0 nbtest.powerdown=%d",
 		hotplugGuestWait, net1MAC, nodeV4, net1Gw, hotplugGuestWait, hotplugGuestWait)
 	g := vm.Boot(t, pod.Path(), netArgs, nil, cmdline+" "+actions, vmLifetime)
@@ -256,13 +250,8 @@ func TestVMFollowCyclesKillsAndQEMUGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sockDir, err := os.MkdirTemp("", "nbqmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "qmp.sock")
-	netArgs = append(netArgs, "-qmp", "unix:"+strings.ReplaceAll(sock, ",", ",,")+",server=on,wait=off")
+	sock, qmpArgs := qmpSocket(t)
+	netArgs = append(netArgs, qmpArgs...)
 	g := vm.Boot(t, pod.Path(), netArgs, nil, cmdline+" nbtest.wait=170", vmLifetime)
 	if _, err := g.WaitFor("NBTEST WAIT", vmMarkerTimeout); err != nil {
 		t.Fatal(err)

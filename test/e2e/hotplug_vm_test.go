@@ -83,14 +83,7 @@ func hotplugRun(t *testing.T, model string, node, pod ns.NetNS) string {
 		t.Fatal(err)
 	}
 
-	// A short directory: a unix socket path has at most 107 bytes.
-	sockDir, err := os.MkdirTemp("", "nbqmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "qmp.sock")
-	qmpArgs := []string{"-qmp", "unix:" + strings.ReplaceAll(sock, ",", ",,") + ",server=on,wait=off"}
+	sock, qmpArgs := qmpSocket(t)
 	actions := fmt.Sprintf("nbtest.hotplug=%d nbtest.ping=%s,%s nbtest.wait=%d nbtest.echoes=1,1 nbtest.powerdown=%d",
 		hotplugGuestWait, nodeV4, nodeV6, hotplugGuestWait, hotplugGuestWait)
 	// The guest starts with no NIC but the netbridge.nic= parameters of the
@@ -269,4 +262,18 @@ func hotplugHasDevice(t *testing.T, sock, id string) bool {
 		t.Errorf("device %s: in qom-list /machine/peripheral %v, in query-pci %v", id, inQOM, inPCI)
 	}
 	return inQOM || inPCI
+}
+
+// qmpSocket returns the path of a QMP socket for a guest, in a short
+// temporary directory (a unix socket path has at most 107 bytes) removed
+// at cleanup, and QEMU's arguments that serve QMP there.
+func qmpSocket(t *testing.T) (sock string, args []string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nbqmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "qmp.sock")
+	return sock, []string{"-qmp", "unix:" + strings.ReplaceAll(sock, ",", ",,") + ",server=on,wait=off"}
 }
